@@ -1,0 +1,16 @@
+"""Run configuration: the schema (`TrainConfig`) and its YAML/CLI loader."""
+from azr_jax.config.loader import describe, load, parse_override, to_dict
+from azr_jax.config.schema import (DEFAULT_BANNED_IMPORTS, EMBEDDED_DEFAULT_MODEL, AzrOptions,
+                                   EvalOptions, ExecutorOptions, IntrinsicReward, MeshOptions,
+                                   ModelOptions, OptimOptions, RewardOptions, RolloutOptions,
+                                   TrainConfig)
+
+
+def load_train_config(path=None, overrides=()) -> TrainConfig:
+    """Defaults <- YAML file <- `dotted.key=value` overrides."""
+    return load(TrainConfig, path, overrides)
+
+
+__all__ = ["TrainConfig", "ModelOptions", "MeshOptions", "RolloutOptions", "AzrOptions", "RewardOptions",
+           "IntrinsicReward", "OptimOptions", "ExecutorOptions", "EvalOptions", "DEFAULT_BANNED_IMPORTS",
+           "EMBEDDED_DEFAULT_MODEL", "load_train_config", "describe", "to_dict", "parse_override"]

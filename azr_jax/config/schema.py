@@ -1,0 +1,180 @@
+"""The training configuration: every knob of a run, with the reference AZR numbers as defaults.
+
+Defaults follow `docs/algorithm.md` (the paper-branch semantics chosen in the project decisions);
+`configs/*.yaml` only override what differs. `python -m azr_jax.train --help` prints this table.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from azr_jax.config.loader import option, section
+from azr_jax.errors import ConfigError
+
+TaskName = Literal["deduction", "abduction", "induction"]
+Dtype = Literal["float32", "bfloat16"]
+
+# azr-reference §5.2, deduplicated. Dotted entries fire on imports and attribute access.
+DEFAULT_BANNED_IMPORTS = (
+    "logging", "random", "multiprocessing", "pebble", "subprocess", "threading", "datetime",
+    "time", "hashlib", "hmac", "bcrypt", "os.sys", "os.path", "sys.exit", "os.environ", "calendar",
+)
+
+EMBEDDED_DEFAULT_MODEL = "embedded:smollm2-135m-instruct"
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    path: str = option(EMBEDDED_DEFAULT_MODEL,
+                       "HF model folder (config.json + safetensors), or the embedded default name")
+    param_dtype: Dtype = option("float32", "dtype the parameters (and optimizer state) are stored in")
+    compute_dtype: Dtype = option("float32", "dtype of activations and matmuls")
+    prompt_template: Literal["r1", "chat"] = option(
+        "r1", "r1: the think/answer text template for base models; chat: the tokenizer's chat "
+        "template (instruct models)")
+
+
+@dataclass(frozen=True)
+class MeshOptions:
+    data: int = option(1, "data-parallel axis size (-1 = fill)", min=-1)
+    fsdp: int = option(-1, "fully-sharded data-parallel axis size (-1 = fill)", min=-1)
+    tensor: int = option(1, "tensor-parallel axis size (-1 = fill)", min=-1)
+
+
+@dataclass(frozen=True)
+class RolloutOptions:
+    max_prompt_tokens: int = option(5600, "prompts longer than this are re-drawn or dropped "
+                                          "(reference content_max_length)", min=16)
+    max_new_tokens: int = option(8096, "response length limit for every rollout", min=1)
+    temperature: float = option(1.0, "sampling temperature of training rollouts (0 = greedy)", min=0.0)
+    top_p: float = option(1.0, "nucleus sampling mass", greater_than=0.0, max=1.0)
+    top_k: int = option(0, "top-k filter (0 = off)", min=0)
+    max_batch: int = option(256, "largest number of sequences decoded at once", min=1)
+
+
+@dataclass(frozen=True)
+class IntrinsicReward:
+    function: str = option("", "'package.module:function' returning a float for a valid proposal")
+    coef: float = option(0.0, "weight of this term")
+    max: float = option(0.5, "each term is min(coef * value, max)")
+
+
+@dataclass(frozen=True)
+class RewardOptions:
+    format_reward: bool = option(True, "require the <think>...</think><answer>...</answer> format "
+                                       "(otherwise the reward is -1)")
+    learnability: Literal["one_minus", "inverse"] = option(
+        "one_minus", "one_minus: r = 1-p if p > 0 else 0; inverse: r = 1-p")
+    induction_accuracy: Literal["binary", "mean", "any"] = option(
+        "binary", "how hidden induction pairs combine into the solver accuracy")
+    intrinsic: tuple[IntrinsicReward, ...] = option((), "extra proposer reward terms (docs/algorithm.md)")
+    intrinsic_combine: Literal["sum", "multiply", "sum_multiply", "multiply_sum"] = option(
+        "sum", "how intrinsic terms combine with the learnability reward")
+
+
+@dataclass(frozen=True)
+class AzrOptions:
+    task_types: tuple[TaskName, ...] = option(("abduction", "deduction", "induction"),
+                                              "task types trained, each in both roles")
+    batch_size: int = option(64, "sequences per (task type x role) group per iteration", min=1)
+    num_references: int = option(6, "K reference triplets shown to deduction/abduction proposers", min=1)
+    induction_inputs: int = option(10, "inputs an induction proposal must give (half shown, half hidden)",
+                                   min=2)
+    learnability_samples: int = option(8, "sampled solver rollouts per valid proposal to estimate "
+                                          "learnability (n >= 2)", min=2)
+    seed_file: str | None = option(None, "jsonl seed triplets for deduction/abduction (reference format)")
+    induction_seed_file: str | None = option(None, "jsonl seed records for induction")
+    seed_size: int = option(256, "seed lines read from the seed files", min=1)
+    max_programs: int | None = option(16384, "buffer cap (oldest kept, later programs dropped)", min=1)
+    solver_sampling: Literal["max_new", "uniform_total", "half_new", "step"] = option(
+        "max_new", "how solver tasks are drawn from the buffers")
+    reference_sampling: Literal["uniform", "step"] = option(
+        "uniform", "how proposer references are drawn from the buffers")
+    past_epoch_window: int = option(1, "'new' solver tasks are those added in this many past steps", min=1)
+    reject_multiple_functions: bool = option(True, "reject proposals with more than one def line")
+    rename_policy: Literal["not_first", "any_last"] = option(
+        "not_first", "which def becomes the entry point f when none is named f")
+    banned_imports: tuple[str, ...] = option(DEFAULT_BANNED_IMPORTS,
+                                             "modules proposals may not import (dotted names allowed)")
+    train_propose: bool = option(True, "include proposer sequences in the update")
+    valid_program_filter: Literal["all", "non_one", "non_extremes"] = option(
+        "all", "which valid proposals enter the buffers")
+    reward: RewardOptions = section(RewardOptions, "reward settings")
+    advantage_weighting: Literal["token", "sequence"] = option(
+        "token", "TRR++ statistics weighted per token (reference) or per sequence (paper formula)")
+    advantage_eps: float = option(1e-8, "epsilon of the TRR++ whitening", greater_than=0.0)
+
+
+@dataclass(frozen=True)
+class OptimOptions:
+    lr: float = option(1e-6, "AdamW learning rate (constant)", greater_than=0.0)
+    weight_decay: float = option(0.01, "AdamW weight decay", min=0.0)
+    b1: float = option(0.9, "AdamW beta1", min=0.0, max=1.0)
+    b2: float = option(0.999, "AdamW beta2", min=0.0, max=1.0)
+    eps: float = option(1e-8, "AdamW epsilon", greater_than=0.0)
+    grad_clip: float = option(1.0, "global gradient-norm clip", greater_than=0.0)
+    micro_batch_size: int = option(16, "sequences per micro-batch (gradient accumulation unit)", min=1)
+    clip_low: float = option(0.2, "PPO ratio clip below 1", min=0.0)
+    clip_high: float = option(0.2, "PPO ratio clip above 1 (0.28 = master's clip-higher)", min=0.0)
+    dual_clip: float | None = option(None, "dual-clip constant c for negative advantages (master: 3.0)",
+                                     greater_than=1.0)
+    entropy_coef: float = option(0.001, "entropy bonus coefficient", min=0.0)
+    loss_aggregation: Literal["micro_token_mean", "token_mean"] = option(
+        "micro_token_mean", "token-mean per micro-batch averaged over micro-batches (reference), "
+        "or one global token mean")
+    logprob_chunk: int = option(256, "sequence positions per chunk when computing token logprobs", min=1)
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    workers: int = option(0, "sandbox worker processes (0 = one per CPU core)", min=0)
+    timeout_s: float = option(10.0, "wall-clock limit per program run", greater_than=0.0)
+    memory_mb: int = option(1024, "address-space limit per program run", min=64)
+    max_output_chars: int = option(400, "outputs with a longer repr make a proposal invalid", min=1)
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    every_n_steps: int = option(0, "run the evaluation every N iterations (0 = never)", min=0)
+    benchmarks: tuple[Literal["cruxeval-o", "cruxeval-i", "humaneval"], ...] = option(
+        ("cruxeval-o", "cruxeval-i"), "benchmarks scored during training")
+    cruxeval_path: str | None = option(None, "CRUXEval jsonl file (required for cruxeval-*)")
+    limit: int | None = option(64, "tasks per benchmark (null = all)", min=1)
+    max_new_tokens: int = option(1024, "response limit for evaluation (greedy)", min=1)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = option(1, "seeds every random choice of the run")
+    steps: int = option(100, "training iterations", min=1)
+    out_dir: str = option("runs/azr", "metrics, TensorBoard logs and checkpoints go here")
+    checkpoint_every: int = option(10, "save every N iterations (0 = only at the end)", min=0)
+    keep_checkpoints: int = option(3, "how many recent checkpoints to keep", min=1)
+    tensorboard: bool = option(True, "write TensorBoard event files under out_dir/tb")
+    wandb_project: str | None = option(None, "log to this Weights & Biases project (needs wandb)")
+    progress: bool = option(True, "show a progress bar")
+    model: ModelOptions = section(ModelOptions, "the policy model")
+    mesh: MeshOptions = section(MeshOptions, "device mesh")
+    rollout: RolloutOptions = section(RolloutOptions, "sampling of all rollouts")
+    azr: AzrOptions = section(AzrOptions, "the self-play algorithm")
+    optim: OptimOptions = section(OptimOptions, "policy-gradient update")
+    executor: ExecutorOptions = section(ExecutorOptions, "sandboxed Python executor")
+    eval: EvalOptions = section(EvalOptions, "benchmarks during training")
+
+    def __post_init__(self) -> None:
+        if len(set(self.azr.task_types)) != len(self.azr.task_types) or not self.azr.task_types:
+            raise ConfigError(f"azr.task_types: need distinct task types, got {list(self.azr.task_types)}")
+        if self.optim.micro_batch_size > self.azr.batch_size:
+            raise ConfigError(f"optim.micro_batch_size ({self.optim.micro_batch_size}) must not exceed "
+                              f"azr.batch_size ({self.azr.batch_size})")
+        if self.azr.batch_size % self.optim.micro_batch_size:
+            # Micro-batches must not straddle two (task, role) groups (azr-reference §8.2).
+            raise ConfigError(f"azr.batch_size ({self.azr.batch_size}) must be a multiple of "
+                              f"optim.micro_batch_size ({self.optim.micro_batch_size})")
+        if any(not t.function for t in self.azr.reward.intrinsic):
+            raise ConfigError("azr.reward.intrinsic: every entry needs a 'function' "
+                              "('package.module:function')")
+        if any(b.startswith("cruxeval") for b in self.eval.benchmarks) and self.eval.every_n_steps \
+                and not self.eval.cruxeval_path:
+            raise ConfigError("eval.cruxeval_path is required when eval.every_n_steps > 0 and a "
+                              "cruxeval benchmark is selected")

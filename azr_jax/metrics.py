@@ -1,0 +1,91 @@
+"""Run metrics: one JSON object per iteration in `metrics.jsonl`, mirrored to TensorBoard/W&B.
+
+Only process 0 writes. On resume, lines from iterations after the restored checkpoint (the
+iteration that was in flight when the run died) are dropped so the file matches the state.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from azr_jax.errors import ConfigError
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)  # JSON has no NaN/inf; keep the fact visible
+    return v
+
+
+class MetricsLogger:
+    def __init__(self, out_dir: str | Path, *, tensorboard: bool = True, wandb_project: str | None = None,
+                 resume_step: int | None = None, config: Mapping[str, Any] | None = None,
+                 enabled: bool = True):
+        self.enabled = enabled
+        self.path = Path(out_dir) / "metrics.jsonl"
+        self._tb = self._wandb = None
+        if not enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None and self.path.exists():
+            self._truncate_after(resume_step)
+        elif resume_step is None and self.path.exists():
+            self.path.unlink()  # a fresh run in a reused folder starts a fresh log
+        self._file = self.path.open("a", encoding="utf-8")
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+            self._tb = SummaryWriter(str(Path(out_dir) / "tb"), purge_step=resume_step + 1 if resume_step else None)
+        if wandb_project:
+            try:
+                import wandb
+            except ImportError:
+                raise ConfigError("wandb_project is set but wandb is not installed (pip install wandb)") from None
+            self._wandb = wandb.init(project=wandb_project, dir=str(out_dir), config=dict(config or {}),
+                                     resume="allow", id=_wandb_run_id(Path(out_dir)))
+
+    def _truncate_after(self, step: int) -> None:
+        kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+    def log(self, step: int, metrics: Mapping[str, float]) -> None:
+        if not self.enabled:
+            return
+        record = {"step": step, **{k: _jsonable(v) for k, v in metrics.items()}}
+        self._file.write(json.dumps(record, sort_keys=True) + "\n")
+        self._file.flush()
+        if self._tb is not None:
+            for k, v in metrics.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    self._tb.add_scalar(k, v, step)
+            self._tb.flush()
+        if self._wandb is not None:
+            self._wandb.log(dict(metrics), step=step)
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+
+
+def _wandb_run_id(out_dir: Path) -> str:
+    """A stable W&B run id per run folder, so a resumed run continues the same W&B run."""
+    id_file = out_dir / "wandb_run_id"
+    if not id_file.exists():
+        import uuid
+        id_file.write_text(uuid.uuid4().hex[:16])
+    return id_file.read_text().strip()
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """All records of a metrics.jsonl file, in order."""
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -1,0 +1,34 @@
+import json
+import math
+
+from azr_jax.metrics import MetricsLogger, read_metrics
+
+
+def test_jsonl_and_tensorboard(tmp_path):
+    log = MetricsLogger(tmp_path, tensorboard=True)
+    log.log(1, {"reward/mean": 0.5, "time/sample_s": 2.0})
+    log.log(2, {"reward/mean": float("nan")})
+    log.close()
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert records[0] == {"step": 1, "reward/mean": 0.5, "time/sample_s": 2.0}
+    assert records[1] == {"step": 2, "reward/mean": "nan"}
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+def test_resume_drops_lines_after_the_checkpoint(tmp_path):
+    log = MetricsLogger(tmp_path, tensorboard=False)
+    for step in (1, 2, 3):
+        log.log(step, {"x": float(step)})
+    log.close()
+    log = MetricsLogger(tmp_path, tensorboard=False, resume_step=2)
+    log.log(3, {"x": 30.0})
+    log.close()
+    assert [(r["step"], r["x"]) for r in read_metrics(tmp_path / "metrics.jsonl")] == [(1, 1.0), (2, 2.0), (3, 30.0)]
+
+
+def test_fresh_run_starts_a_fresh_log(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 9}) + "\n")
+    log = MetricsLogger(tmp_path, tensorboard=False)
+    log.log(1, {"x": math.pi})
+    log.close()
+    assert read_metrics(tmp_path / "metrics.jsonl") == [{"step": 1, "x": math.pi}]
