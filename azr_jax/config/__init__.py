@@ -6,9 +6,11 @@ from azr_jax.config.schema import (DEFAULT_BANNED_IMPORTS, EMBEDDED_DEFAULT_MODE
                                    TrainConfig)
 
 
-def load_train_config(path=None, overrides=()) -> TrainConfig:
-    """Defaults <- YAML file <- `dotted.key=value` overrides."""
-    return load(TrainConfig, path, overrides)
+def load_train_config(paths=(), overrides=()) -> TrainConfig:
+    """Defaults <- YAML files (in order) <- `dotted.key=value` overrides."""
+    if isinstance(paths, (str, bytes)) or hasattr(paths, "__fspath__"):
+        paths = [paths]
+    return load(TrainConfig, paths, overrides)
 
 
 __all__ = ["TrainConfig", "ModelOptions", "MeshOptions", "RolloutOptions", "AzrOptions", "RewardOptions",

@@ -175,9 +175,22 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load(cls: type, path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Any:
-    """Defaults <- YAML file <- overrides, validated into an instance of `cls`."""
-    tree = read_yaml(path) if path is not None else {}
+def _merge(base: dict[str, Any], update: typing.Mapping[str, Any]) -> dict[str, Any]:
+    """Deep merge: sections merge key by key, any other value replaces."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load(cls: type, paths: typing.Sequence[str | Path] = (), overrides: typing.Sequence[str] = ()) -> Any:
+    """Defaults <- YAML files (later ones override earlier) <- overrides, validated into `cls`."""
+    tree: dict[str, Any] = {}
+    for path in paths:
+        tree = _merge(tree, read_yaml(path))
     for text in overrides:
         key, value = parse_override(text)
         _set_dotted(tree, key, value)

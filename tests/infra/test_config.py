@@ -25,6 +25,14 @@ def test_yaml_then_overrides(tmp_path):
     assert cfg.mesh.tensor == 2 and cfg.azr.max_programs is None
 
 
+def test_later_files_override_earlier(tmp_path):
+    (tmp_path / "model.yaml").write_text("steps: 7\nmesh:\n  fsdp: -1\n  tensor: 1\noptim:\n  lr: 2.0e-6\n")
+    (tmp_path / "mesh.yaml").write_text("mesh:\n  data: 2\n  tensor: 4\n")
+    cfg = load_train_config([tmp_path / "model.yaml", tmp_path / "mesh.yaml"], ["mesh.data=-1"])
+    assert (cfg.steps, cfg.optim.lr) == (7, 2e-6)
+    assert (cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor) == (-1, -1, 4)
+
+
 def test_round_trip_through_yaml(tmp_path):
     cfg = load_train_config(overrides=["azr.task_types=[induction, deduction]", "optim.dual_clip=3.0",
                                        "azr.reward.intrinsic=[{function: 'm:f', coef: 0.1}]"])
