@@ -9,9 +9,11 @@ from __future__ import annotations
 import ast
 import enum
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from azr_jax.selfplay.options import check_at_least, check_choice
+from azr_jax.selfplay.tasks import InductionTask, Triplet
 
 # Anchored at the start of the generation (whose <think> the prompt opened); lazy bodies;
 # anything may follow </answer> (§3.4).
@@ -85,13 +87,16 @@ def _last_match(pattern: str, text: str, flags: int = _FLAGS) -> str | None:
     return found[-1] if found else None
 
 
-def extract_solver_answer(answer: str, tag: str) -> str:
+def extract_solver_answer(answer: str | None, tag: str) -> str | None:
     """The solver's input (``tag="input"``) or output (``tag="output"``) from its answer text.
 
     Order (§3.5): the LAST ```` ```tag ```` block; else a ``# Tag: …`` line; else a
     ``tag(…)`` call; else ``<tag>…</tag>``; else "the tag is …"; else the whole answer. Every
-    fallback takes its last occurrence. The captured text is not stripped.
+    fallback takes its last occurrence. The captured text is not stripped. None when there
+    was no ``<answer>`` at all (``answer`` None): nothing to check, accuracy 0.
     """
+    if answer is None:
+        return None
     blocks = fenced_blocks(answer, tag)
     if blocks:
         return blocks[-1]
@@ -109,9 +114,9 @@ def extract_solver_answer(answer: str, tag: str) -> str:
     return answer
 
 
-def extract_solver_program(answer: str) -> str | None:
+def extract_solver_program(answer: str | None) -> str | None:
     """The induction solver's program: the LAST fenced block (any language), or None."""
-    blocks = any_fenced_blocks(answer)
+    blocks = any_fenced_blocks(answer) if answer is not None else []
     return blocks[-1] if blocks else None
 
 
@@ -135,6 +140,11 @@ class IOProposal:
     input: str
     imports: tuple[str, ...]
 
+    def to_triplet(self, output: str, *, thought: str = "") -> Triplet:
+        """The buffer record once the executor has validated the program and returned ``output``."""
+        return Triplet(snippet=self.snippet, input=self.input, output=output, imports=self.imports,
+                       thought=thought)
+
 
 @dataclass(frozen=True)
 class InductionProposal:
@@ -142,6 +152,12 @@ class InductionProposal:
 
     inputs: tuple[str, ...]
     message: str
+
+    def to_task(self, program: Triplet, outputs: Sequence[str], *, thought: str = "") -> InductionTask:
+        """The buffer record: the reference ``program`` (with its imports), these inputs, the
+        executor's ``outputs`` for them, and the message."""
+        return InductionTask(snippet=program.snippet, inputs=self.inputs, outputs=tuple(outputs),
+                             message=self.message, imports=program.imports, thought=thought)
 
 
 @dataclass(frozen=True)

