@@ -82,7 +82,12 @@ def any_fenced_blocks(text: str) -> list[str]:
     return _ANY_BLOCK.findall(text)
 
 
-def _last_match(pattern: str, text: str, flags: int = _FLAGS) -> str | None:
+def _comment_line(tag: str) -> str:
+    """Pattern of a ``# Tag: value`` line, capturing the value (use with MULTILINE)."""
+    return rf"^[ \t]*#[ \t]*{re.escape(tag)}[ \t]*:[ \t]*(.*?)[ \t]*$"
+
+
+def _last_match(pattern: str, text: str, flags: int) -> str | None:
     found = re.findall(pattern, text, flags)
     return found[-1] if found else None
 
@@ -102,7 +107,7 @@ def extract_solver_answer(answer: str | None, tag: str) -> str | None:
         return blocks[-1]
     word = re.escape(tag)
     fallbacks = (
-        (rf"^[ \t]*#[ \t]*{word}[ \t]*:[ \t]*(.*?)[ \t]*$", re.IGNORECASE | re.MULTILINE),
+        (_comment_line(tag), re.IGNORECASE | re.MULTILINE),
         (rf"\b{word}\((.*)\)[ \t]*$", re.IGNORECASE | re.MULTILINE),
         (rf"<{word}>(.*?)</{word}>", _FLAGS),
         (rf"\bthe {word} is[ \t]*:?[ \t]*(.+?)[ \t]*$", re.IGNORECASE | re.MULTILINE),
@@ -204,12 +209,12 @@ def parse_io_proposal(answer: str | None, *, reject_multiple_functions: bool = T
 
 
 def _first_input_line(answer: str) -> str | None:
-    found = re.search(r"^[ \t]*#[ \t]*input[ \t]*:[ \t]*(.+?)[ \t]*$", answer, re.IGNORECASE | re.MULTILINE)
-    return found.group(1) if found else None
+    found = re.search(_comment_line("input"), answer, re.IGNORECASE | re.MULTILINE)
+    return found.group(1) if found and found.group(1) else None
 
 
 def rename_entry_function(code: str, def_names: list[str], policy: str) -> str:
-    """Rename the chosen top-level function to ``f`` at its def and at every call site.
+    """Rename the entry-point function chosen by ``policy`` to ``f`` at its def and call sites.
 
     ``not_first``: the FIRST def is the entry point. ``any_last``: keep ``f`` if some def is
     named ``f``, else the LAST def. Calls ``name(`` are replaced on word boundaries.
@@ -270,6 +275,6 @@ def parse_induction_proposal(answer: str | None, *, num_inputs: int = 10) -> Par
 def _message(answer: str) -> str | None:
     blocks = fenced_blocks(answer, "message")
     found = re.search(r"<message>(.*?)</message>", answer, _FLAGS) or re.search(
-        r"^[ \t]*#[ \t]*message[ \t]*:[ \t]*(.+?)[ \t]*$", answer, re.IGNORECASE | re.MULTILINE)
+        _comment_line("message"), answer, re.IGNORECASE | re.MULTILINE)
     message = blocks[0] if blocks else found.group(1) if found else ""
     return message.strip() or None  # an empty message counts as missing
