@@ -15,3 +15,15 @@ class UnsupportedModelError(AzrError, ValueError):
 
 class CheckpointError(AzrError, ValueError):
     """A checkpoint or model folder is malformed: missing/unexpected tensor, wrong shape, bad files."""
+
+
+class SeedDataError(AzrError, ValueError):
+    """A seed/buffer record or jsonl file is malformed or too short (the message names file and line)."""
+
+
+class PromptBudgetError(AzrError, ValueError):
+    """No prompt could be built within the token budget (content_max_length)."""
+
+
+class RewardHookError(AzrError, ValueError):
+    """A configured intrinsic-reward function returned something that is not a finite number."""
