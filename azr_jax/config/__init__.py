@@ -1,8 +1,7 @@
 """Run configuration: the schema (`TrainConfig`) and its YAML/CLI loader."""
 from azr_jax.config.loader import describe, load, parse_override, to_dict
-from azr_jax.config.schema import (DEFAULT_BANNED_IMPORTS, EMBEDDED_DEFAULT_MODEL, AzrOptions,
-                                   EvalOptions, ExecutorOptions, IntrinsicReward, MeshOptions,
-                                   ModelOptions, OptimOptions, RewardOptions, RolloutOptions,
+from azr_jax.config.schema import (EMBEDDED_DEFAULT_MODEL, AzrOptions, EvalOptions, ExecutorOptions,
+                                   MeshOptions, ModelOptions, OptimOptions, RewardOptions, RolloutOptions,
                                    TrainConfig)
 
 
@@ -14,5 +13,5 @@ def load_train_config(paths=(), overrides=()) -> TrainConfig:
 
 
 __all__ = ["TrainConfig", "ModelOptions", "MeshOptions", "RolloutOptions", "AzrOptions", "RewardOptions",
-           "IntrinsicReward", "OptimOptions", "ExecutorOptions", "EvalOptions", "DEFAULT_BANNED_IMPORTS",
-           "EMBEDDED_DEFAULT_MODEL", "load_train_config", "describe", "to_dict", "parse_override"]
+           "OptimOptions", "ExecutorOptions", "EvalOptions", "EMBEDDED_DEFAULT_MODEL", "load_train_config",
+           "describe", "to_dict", "parse_override"]

@@ -121,6 +121,9 @@ def build(cls: type, values: typing.Mapping[str, Any], prefix: str = "") -> Any:
             raise ConfigError(f"unknown config key '{key}'{hint}")
         kwargs[name] = _coerce(value, hints[name], key)
         _check_constraints(kwargs[name], fields[name].metadata, key)
+    for name, f in fields.items():
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing required config key '{prefix + '.' if prefix else ''}{name}'")
     return cls(**kwargs)
 
 

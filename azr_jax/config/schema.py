@@ -10,15 +10,11 @@ from typing import Literal
 
 from azr_jax.config.loader import option, section
 from azr_jax.errors import ConfigError
+from azr_jax.selfplay.rewards import IntrinsicReward
+from azr_jax.selfplay.tasks import DEFAULT_BANNED_IMPORTS
 
 TaskName = Literal["deduction", "abduction", "induction"]
 Dtype = Literal["float32", "bfloat16"]
-
-# azr-reference §5.2, deduplicated. Dotted entries fire on imports and attribute access.
-DEFAULT_BANNED_IMPORTS = (
-    "logging", "random", "multiprocessing", "pebble", "subprocess", "threading", "datetime",
-    "time", "hashlib", "hmac", "bcrypt", "os.sys", "os.path", "sys.exit", "os.environ", "calendar",
-)
 
 EMBEDDED_DEFAULT_MODEL = "embedded:smollm2-135m-instruct"
 
@@ -53,13 +49,6 @@ class RolloutOptions:
 
 
 @dataclass(frozen=True)
-class IntrinsicReward:
-    function: str = option("", "'package.module:function' returning a float for a valid proposal")
-    coef: float = option(0.0, "weight of this term")
-    max: float = option(0.5, "each term is min(coef * value, max)")
-
-
-@dataclass(frozen=True)
 class RewardOptions:
     format_reward: bool = option(True, "require the <think>...</think><answer>...</answer> format "
                                        "(otherwise the reward is -1)")
@@ -91,9 +80,9 @@ class AzrOptions:
     reference_sampling: Literal["uniform", "step"] = option(
         "uniform", "how proposer references are drawn from the buffers")
     past_epoch_window: int = option(1, "'new' solver tasks are those added in this many past steps", min=1)
-    reject_multiple_functions: bool = option(True, "reject proposals with more than one def line")
-    rename_policy: Literal["not_first", "any_last"] = option(
-        "not_first", "which def becomes the entry point f when none is named f")
+    reject_multiple_functions: bool = option(
+        False, "reject proposals with more than one def line (the reference Qwen scripts' rule; by "
+        "default helper functions and classes are allowed)")
     banned_imports: tuple[str, ...] = option(DEFAULT_BANNED_IMPORTS,
                                              "modules proposals may not import (dotted names allowed)")
     train_propose: bool = option(True, "include proposer sequences in the update")
@@ -171,9 +160,6 @@ class TrainConfig:
             # Micro-batches must not straddle two (task, role) groups (azr-reference §8.2).
             raise ConfigError(f"azr.batch_size ({self.azr.batch_size}) must be a multiple of "
                               f"optim.micro_batch_size ({self.optim.micro_batch_size})")
-        if any(not t.function for t in self.azr.reward.intrinsic):
-            raise ConfigError("azr.reward.intrinsic: every entry needs a 'function' "
-                              "('package.module:function')")
         if any(b.startswith("cruxeval") for b in self.eval.benchmarks) and self.eval.every_n_steps \
                 and not self.eval.cruxeval_path:
             raise ConfigError("eval.cruxeval_path is required when eval.every_n_steps > 0 and a "

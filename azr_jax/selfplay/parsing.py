@@ -177,18 +177,14 @@ class Parsed:
         return self.failure is None
 
 
-RENAME_POLICIES = ("not_first", "any_last")
-
-
-def parse_io_proposal(answer: str | None, *, reject_multiple_functions: bool = True,
-                      rename_policy: str = "not_first") -> Parsed:
+def parse_io_proposal(answer: str | None, *, reject_multiple_functions: bool = False) -> Parsed:
     """Parse a deduction/abduction proposal from the ``<answer>`` text (None: no answer tag).
 
     The program is the FIRST fenced block (any language), the input the FIRST ```` ```input ````
-    block, else a ``# Input:`` line (§5.1). With ``reject_multiple_functions`` any second
-    ``def`` line, nested or a method, rejects the proposal, as in the reference.
+    block, else a ``# Input:`` line (§5.1). Helper functions and classes are allowed (project
+    decision 6); ``reject_multiple_functions`` restores the reference scripts' rule that any
+    second ``def`` line, nested or a method, rejects the proposal.
     """
-    check_choice("rename_policy", rename_policy, RENAME_POLICIES)
     if answer is None:
         return Parsed(failure=ParseFailure.NO_ANSWER)
     code_blocks = any_fenced_blocks(answer)
@@ -204,7 +200,7 @@ def parse_io_proposal(answer: str | None, *, reject_multiple_functions: bool = T
         return Parsed(failure=ParseFailure.NO_FUNCTION)
     if reject_multiple_functions and len(names) > 1:
         return Parsed(failure=ParseFailure.MULTIPLE_FUNCTIONS)
-    code = rename_entry_function(code, names, rename_policy)
+    code = rename_entry_function(code)
     return Parsed(value=IOProposal(snippet=code, input=proposal_input.strip(), imports=parse_imports(code)))
 
 
@@ -213,20 +209,22 @@ def _first_input_line(answer: str) -> str | None:
     return found.group(1) if found and found.group(1) else None
 
 
-def rename_entry_function(code: str, def_names: list[str], policy: str) -> str:
-    """Rename the entry-point function chosen by ``policy`` to ``f`` at its def and call sites.
+def rename_entry_function(code: str) -> str:
+    """Make ``f`` the entry point (project decision 6).
 
-    ``not_first``: the FIRST def is the entry point. ``any_last``: keep ``f`` if some def is
-    named ``f``, else the LAST def. Calls ``name(`` are replaced on word boundaries.
-    Differs: attribute calls ``obj.name(`` are left alone (they name some other method).
+    A top-level ``def f`` is kept as is. Otherwise, when the program has exactly one top-level
+    function, that function is renamed to ``f`` at its def and its call sites (word boundaries;
+    attribute calls ``obj.name(`` name some other method and are left alone). Otherwise the code
+    is returned unchanged and the executor reports the missing entry point.
     """
-    if policy == "any_last":
-        chosen = "f" if "f" in def_names else def_names[-1]
-    else:
-        chosen = def_names[0]
-    if chosen == "f":
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # the executor reports these
         return code
-    return re.sub(rf"(?<![\w.]){re.escape(chosen)}(?=[ \t]*\()", "f", code)
+    top_level = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    if "f" in top_level or len(top_level) != 1:
+        return code
+    return re.sub(rf"(?<![\w.]){re.escape(top_level[0])}(?=[ \t]*\()", "f", code)
 
 
 def parse_imports(code: str) -> tuple[str, ...]:

@@ -55,7 +55,7 @@ def test_round_trip_through_yaml(tmp_path):
     ("optim=3", "optim: expected a mapping, got 3"),
     ("steps", "bad override 'steps': expected dotted.key=value"),
     ("steps.x=1", "steps: expected an integer, got {'x': 1}"),
-    ("azr.reward.intrinsic=[{coef: 1.0}]", "azr.reward.intrinsic: every entry needs a 'function'"),
+    ("azr.reward.intrinsic=[{coef: 1.0}]", "missing required config key 'azr.reward.intrinsic[0].function'"),
     ("eval.every_n_steps=5", "eval.cruxeval_path is required"),
 ])
 def test_bad_values_name_the_key(override, message):

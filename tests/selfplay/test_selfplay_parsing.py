@@ -161,8 +161,6 @@ def test_io_proposal_from_full_generation_ignores_blocks_in_the_thinking():
     (f"{block('python', '')}\n{block('input', '1')}", ParseFailure.NO_FUNCTION),
     # The first fenced block is the code: an input block first means "no function".
     (f"{block('input', '1')}\n{block('python', GOOD_PROGRAM)}", ParseFailure.NO_FUNCTION),
-    (block("python", NESTED_DEF) + "\n" + block("input", "1"), ParseFailure.MULTIPLE_FUNCTIONS),
-    (block("python", CLASS_WITH_METHOD) + "\n" + block("input", "1"), ParseFailure.MULTIPLE_FUNCTIONS),
 ])
 def test_io_proposal_failures(answer, failure):
     parsed = parse_io_proposal(answer)
@@ -183,13 +181,16 @@ def test_io_proposal_nested_fence_inside_code_ends_the_block():
     assert parsed.value.snippet == "def f(s):\n    return s + '"
 
 
-def test_multiple_functions_allowed_when_not_rejected():
+def test_helper_functions_allowed_unless_rejected():
     program = "def helper(a):\n    return a + 1\n\ndef f(a):\n    return helper(a)"
     answer = f"{block('python', program)}\n{block('input', '1')}"
-    assert parse_io_proposal(answer, reject_multiple_functions=False, rename_policy="any_last").value.snippet == program
-    # not_first renames the first def, even though f exists (reference behaviour).
-    renamed = parse_io_proposal(answer, reject_multiple_functions=False, rename_policy="not_first").value.snippet
-    assert renamed == "def f(a):\n    return a + 1\n\ndef f(a):\n    return f(a)"
+    assert parse_io_proposal(answer).value.snippet == program  # f exists: nothing renamed
+    assert parse_io_proposal(answer, reject_multiple_functions=True).failure is ParseFailure.MULTIPLE_FUNCTIONS
+    # Nested defs and methods count as def lines for the reference rule.
+    for program in (NESTED_DEF, CLASS_WITH_METHOD):
+        answer = f"{block('python', program)}\n{block('input', '1')}"
+        assert parse_io_proposal(answer).ok
+        assert parse_io_proposal(answer, reject_multiple_functions=True).failure is ParseFailure.MULTIPLE_FUNCTIONS
 
 
 def test_renaming_to_f():
@@ -197,20 +198,20 @@ def test_renaming_to_f():
                "x = resolve(1) + obj.solve(2) + solve_all(3)")
     expected = ("import math\ndef f(n):\n    if n < 2:\n        return 1\n    return n * f (n - 1)\n"
                 "x = resolve(1) + obj.solve(2) + solve_all(3)")
-    assert rename_entry_function(program, ["solve"], "not_first") == expected
-    assert rename_entry_function("def a(x):\n    return b(x)\ndef b(y):\n    return y", ["a", "b"], "any_last") == \
-        "def a(x):\n    return f(x)\ndef f(y):\n    return y"
-    assert rename_entry_function(GOOD_PROGRAM, ["f"], "not_first") == GOOD_PROGRAM
+    assert rename_entry_function(program) == expected
+    assert rename_entry_function(GOOD_PROGRAM) == GOOD_PROGRAM
+    # Several top-level functions and none named f: no guess; the executor reports no entry point.
+    two = "def a(x):\n    return b(x)\ndef b(y):\n    return y"
+    assert rename_entry_function(two) == two
+    # Only top-level functions count: a class method or nested def is not the entry point.
+    klass = "class A:\n    def run(self):\n        return 1\ndef solve(x):\n    return A().run() + x"
+    assert rename_entry_function(klass) == klass.replace("def solve(", "def f(")
+    assert rename_entry_function("def broken(:\n") == "def broken(:\n"
 
 
 def test_renaming_unicode_names():
     program = "def größe(x):\n    return größe2(x) if False else x"
-    assert rename_entry_function(program, ["größe"], "not_first") == "def f(x):\n    return größe2(x) if False else x"
-
-
-def test_bad_rename_policy():
-    with pytest.raises(ValueError, match="rename_policy"):
-        parse_io_proposal("", rename_policy="first")
+    assert rename_entry_function(program) == "def f(x):\n    return größe2(x) if False else x"
 
 
 def test_imports_regenerated_from_the_ast():
