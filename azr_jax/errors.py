@@ -15,3 +15,7 @@ class UnsupportedModelError(AzrError, ValueError):
 
 class CheckpointError(AzrError, ValueError):
     """A checkpoint or model folder is malformed: missing/unexpected tensor, wrong shape, bad files."""
+
+
+class MissingPackageError(AzrError, ImportError):
+    """An optional package that a requested feature needs is not installed."""
