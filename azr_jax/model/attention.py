@@ -1,7 +1,9 @@
 """Grouped-query attention as pure functions over explicit boolean masks.
 
-Keys may come in several blocks (e.g. the KV cache and the new tokens) that share one softmax;
-the cache is only read, never concatenated with the new keys, so no per-step copy of it is made.
+Keys and values are laid out [B, KVH, S, Dh] (as in the KV cache), so every score and output
+matmul has its batch dims (B, KVH) leading and the cache is read without a transpose. Keys may
+come in several blocks (e.g. the cache and the new tokens) that share one softmax; the cache is
+only read, never concatenated with the new keys, so no per-step copy of it is made.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import jax.numpy as jnp
 _MASKED = -1e30
 
 KeyBlock = tuple[jax.Array, jax.Array, jax.Array]
-"""(k [B, S, KVH, Dh], v [B, S, KVH, Dh], mask bool [B, T, S]) for one block of keys."""
+"""(k [B, KVH, S, Dh], v [B, KVH, S, Dh], mask bool [B, T, S]) for one block of keys."""
 
 
 def causal_mask(input_mask: jax.Array) -> jax.Array:
@@ -30,6 +32,11 @@ def cache_mask(valid: jax.Array, length: jax.Array, num_queries: int) -> jax.Arr
     return jnp.broadcast_to(visible[:, None, :], (valid.shape[0], num_queries, valid.shape[1]))
 
 
+def heads_first(x: jax.Array) -> jax.Array:
+    """[B, T, heads, Dh] -> [B, heads, T, Dh], the key/value layout."""
+    return x.transpose(0, 2, 1, 3)
+
+
 def attention(q: jax.Array, blocks: Sequence[KeyBlock], scale: float) -> jax.Array:
     """Softmax attention of q [B, T, H, Dh] over the concatenation of `blocks`.
 
@@ -37,19 +44,19 @@ def attention(q: jax.Array, blocks: Sequence[KeyBlock], scale: float) -> jax.Arr
     softmax are float32; a query whose keys are all masked returns zeros.
     """
     b, t, h, d = q.shape
-    kv_heads = blocks[0][0].shape[2]
-    qg = q.reshape(b, t, kv_heads, h // kv_heads, d)
-    scores = [jnp.einsum("btkgd,bskd->bkgts", qg, k, preferred_element_type=jnp.float32) * scale
+    kv_heads = blocks[0][0].shape[1]
+    groups = h // kv_heads
+    qg = q.reshape(b, t, kv_heads, groups, d).transpose(0, 2, 3, 1, 4)  # [B, KVH, G, T, Dh]
+    scores = [jnp.einsum("bkgtd,bksd->bkgts", qg, k, preferred_element_type=jnp.float32) * scale
               for k, _, _ in blocks]
-    masks = [m[:, None, None, :, :] for _, _, m in blocks]
-    sizes = [s.shape[-1] for s in scores]
-    mask = jnp.concatenate(masks, axis=-1)
+    mask = jnp.concatenate([m[:, None, None, :, :] for _, _, m in blocks], axis=-1)
     probs = jax.nn.softmax(jnp.where(mask, jnp.concatenate(scores, axis=-1), _MASKED), axis=-1)
     probs = jnp.where(mask, probs, 0.0).astype(q.dtype)
-    out = jnp.zeros((b, t, kv_heads, h // kv_heads, d), dtype=jnp.float32)
+    out = jnp.zeros((b, kv_heads, groups, t, d), dtype=jnp.float32)
     start = 0
-    for (_, v, _), size in zip(blocks, sizes):
-        out += jnp.einsum("bkgts,bskd->btkgd", probs[..., start:start + size], v,
+    for k, v, _ in blocks:
+        size = k.shape[2]
+        out += jnp.einsum("bkgts,bksd->bkgtd", probs[..., start:start + size], v,
                           preferred_element_type=jnp.float32)
         start += size
-    return out.astype(q.dtype).reshape(b, t, h, d)
+    return out.astype(q.dtype).transpose(0, 3, 1, 2, 4).reshape(b, t, h, d)

@@ -16,8 +16,9 @@ class KVCache:
 
     Slot order is causal order. `length` slots are filled (the same count for every row: a
     left-padded batch keeps its pads as invalid slots); `valid[b, s]` says whether slot s of row
-    b holds a real token. k/v are [layers, batch, slots, kv_heads, head_dim]: a decode step
-    reads one layer's [batch, slots, kv_heads, head_dim] block with no transpose.
+    b holds a real token. k/v are [layers, batch, kv_heads, slots, head_dim]: the attention
+    matmuls read one layer's [batch, kv_heads, slots, head_dim] block as is (batch dims
+    leading), so a decode step never transposes the cache.
 
     Writing past `capacity` is not checked on device (it would clamp and overwrite the last
     slots); callers stop before `length + new_tokens > capacity`.
@@ -30,14 +31,14 @@ class KVCache:
 
     @property
     def capacity(self) -> int:
-        return self.k.shape[2]
+        return self.k.shape[3]
 
     @classmethod
     def init(cls, config: ModelConfig, batch: int, capacity: int, dtype: jnp.dtype = jnp.float32,
              mesh: Mesh | None = None) -> "KVCache":
         """An empty cache, allocated directly in its sharding when `mesh` is given
         (batch over (data, fsdp), kv heads over tensor where they divide)."""
-        kv_shape = (config.num_layers, batch, capacity, config.num_kv_heads, config.head_dim)
+        kv_shape = (config.num_layers, batch, config.num_kv_heads, capacity, config.head_dim)
 
         def empty() -> KVCache:
             return cls(k=jnp.zeros(kv_shape, dtype), v=jnp.zeros(kv_shape, dtype),
@@ -51,12 +52,12 @@ class KVCache:
         return jax.jit(empty, out_shardings=shardings)()
 
     def append(self, k_new: jax.Array, v_new: jax.Array, input_mask: jax.Array) -> "KVCache":
-        """Writes T new tokens (k/v [L, B, T, KVH, Dh], mask [B, T]) at slots [length, length+T)."""
+        """Writes T new tokens (k/v [L, B, KVH, T, Dh], mask [B, T]) at slots [length, length+T)."""
         zero = jnp.zeros((), jnp.int32)
-        start = (zero, zero, self.length, zero, zero)
+        start = (zero, zero, zero, self.length, zero)
         return KVCache(
             k=jax.lax.dynamic_update_slice(self.k, k_new.astype(self.k.dtype), start),
             v=jax.lax.dynamic_update_slice(self.v, v_new.astype(self.v.dtype), start),
             valid=jax.lax.dynamic_update_slice(self.valid, input_mask, (zero, self.length)),
-            length=self.length + k_new.shape[2],
+            length=self.length + k_new.shape[3],
         )

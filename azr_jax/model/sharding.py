@@ -63,7 +63,7 @@ ACTIVATION_AXES: dict[str, tuple[str, ...]] = {
     "tokens": ("batch", "length"),
     "hidden": ("batch", "length", "activation_embed"),
     "logits": ("batch", "length", "vocab"),
-    "kv": ("layers", "batch", "length", "kv_heads", "head_dim"),
+    "kv": ("layers", "batch", "kv_heads", "length", "head_dim"),
     "kv_valid": ("batch", "length"),
     "scalar": (),
 }

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from azr_jax.model.attention import KeyBlock, attention, cache_mask, causal_mask
+from azr_jax.model.attention import KeyBlock, attention, cache_mask, causal_mask, heads_first
 from azr_jax.model.config import ModelConfig
 from azr_jax.model.kv_cache import KVCache
 from azr_jax.model.rope import apply_rope, inverse_frequencies, rope_tables
@@ -78,11 +78,12 @@ class Attention(nnx.Module):
 
     def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array,
                  cached: KeyBlock | None) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """Returns (output [B, T, D], new keys, new values [B, T, KVH, Dh])."""
+        """Returns (output [B, T, D], new keys, new values [B, KVH, T, Dh])."""
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k = apply_rope(q, cos, sin), heads_first(apply_rope(k, cos, sin))
+        v = heads_first(v)
         blocks = [(k, v, mask)] if cached is None else [cached, (k, v, mask)]
         return self.o_proj(attention(q, blocks, self.scale)), k, v
 

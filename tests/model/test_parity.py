@@ -95,7 +95,7 @@ def test_cached_forward_equals_full_forward(tiny_models, name):
                                    atol=2e-5, rtol=0)
     assert int(cache.length) == prompt_len + new_tokens
     np.testing.assert_array_equal(np.asarray(cache.valid)[:, :prompt_len + new_tokens], mask)
-    assert cache.k.shape == (2, 3, 32, model.config.num_kv_heads, model.config.head_dim)
+    assert cache.k.shape == (2, 3, model.config.num_kv_heads, 32, model.config.head_dim)
 
 
 def test_bfloat16_storage_and_compute(tiny_models):

@@ -125,7 +125,7 @@ def test_sharded_cached_decode_and_gradients(reference):
     graphdef, state = nnx.split(sharded)
     with jax.set_mesh(mesh):
         cache = KVCache.init(sharded.config, BATCH, 32, mesh=mesh)
-        assert cache.k.sharding.spec == P(None, ("data", "fsdp"), None, "tensor", None)
+        assert cache.k.sharding.spec == P(None, ("data", "fsdp"), "tensor", None, None)
         run = jax.jit(functools.partial(step, graphdef), donate_argnames="cache")
         first, cache = run(state, tokens[:, :12], positions[:, :12], cache)
         outputs = [first]
