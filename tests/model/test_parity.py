@@ -116,3 +116,43 @@ def test_bfloat16_storage_and_compute(tiny_models):
     assert np.abs(ref - fp32).max() <= 0.05 * scale
     mixed = load_hf(tiny.path, compute_dtype=jnp.bfloat16)
     assert mixed.embed.embedding[...].dtype == jnp.float32 and mixed.dtype == jnp.bfloat16
+
+
+def test_transformers4_config_layout_loads_identically(tiny_models, tmp_path):
+    """The same checkpoint described in the transformers-4 layout (rope_theta + rope_scaling,
+    torch_dtype) gives bitwise the same logits, here and in transformers."""
+    import json
+    import shutil
+
+    tiny = tiny_models["llama"]
+    old = tmp_path / "t4"
+    shutil.copytree(tiny.path, old)
+    config = json.loads((old / "config.json").read_text())
+    rope = config.pop("rope_parameters")
+    config.update(rope_theta=rope.pop("rope_theta"), rope_scaling=rope, torch_dtype=config.pop("dtype"))
+    (old / "config.json").write_text(json.dumps(config))
+    tokens = jnp.asarray(np.random.RandomState(4).randint(0, 128, (1, 48)), jnp.int32)
+    np.testing.assert_array_equal(np.asarray(load_hf(old)(tokens)), np.asarray(load_hf(tiny.path)(tokens)))
+    from transformers import AutoModelForCausalLM
+    np.testing.assert_array_equal(torch_logits(AutoModelForCausalLM.from_pretrained(old), np.asarray(tokens)),
+                                  torch_logits(tiny.torch_model(), np.asarray(tokens)))
+
+
+def test_remat_gives_the_same_gradients(tiny_models):
+    tokens = jnp.asarray(np.random.RandomState(5).randint(0, 128, (2, 16)), jnp.int32)
+
+    def grads(model):
+        graphdef, state = nnx.split(model)
+
+        def loss(state):
+            logits = nnx.merge(graphdef, state)(tokens)
+            return -jnp.take_along_axis(jax.nn.log_softmax(logits[:, :-1]), tokens[:, 1:, None], -1).mean()
+
+        jaxpr = str(jax.make_jaxpr(loss)(state))
+        assert ("remat" in jaxpr) == model.remat  # the layer body is rematerialised
+        return jax.tree.leaves(jax.jit(jax.grad(loss))(state))
+
+    plain, remat = grads(load_hf(tiny_models["qwen3"].path)), grads(load_hf(tiny_models["qwen3"].path, remat=True))
+    assert len(plain) == len(remat) == 14
+    for a, b in zip(plain, remat):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-6, rtol=1e-4)

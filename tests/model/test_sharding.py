@@ -1,6 +1,7 @@
 """Sharded models on simulated CPU meshes (and across two processes) compute what one device does."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -142,7 +143,7 @@ def test_sharded_cached_decode_and_gradients(reference):
 
     def grads(m, mesh=None):
         g, s = nnx.split(m)
-        with jax.set_mesh(mesh) if mesh is not None else _null():
+        with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
             out = jax.jit(jax.grad(loss), static_argnums=1)(s, g, jnp.asarray(tokens))
         return {state_path(p): np.asarray(v[...]) for p, v in nnx.to_flat_state(out)}
 
@@ -150,14 +151,6 @@ def test_sharded_cached_decode_and_gradients(reference):
     assert single.keys() == distributed.keys() and len(single) == 12
     for key in single:
         np.testing.assert_allclose(distributed[key], single[key], atol=1e-6, rtol=1e-4, err_msg=key)
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _free_port() -> int:
