@@ -195,6 +195,6 @@ class Transformer(nnx.Module):
 
 
 def left_padded_positions(input_mask: jax.Array) -> jax.Array:
-    """int32 positions [B, T] for left-padded rows: 0, 1, ... from each row's first real token
-    (pads get 0), the convention transformers' `generate` uses."""
+    """int32 positions [B, T] for left-padded rows: 0, 1, ... from each row's first real token,
+    as transformers' `generate` numbers them (pads get 0; no query sees them)."""
     return jnp.maximum(jnp.cumsum(input_mask.astype(jnp.int32), axis=-1) - 1, 0)
