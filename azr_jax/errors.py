@@ -27,3 +27,7 @@ class PromptBudgetError(AzrError, ValueError):
 
 class RewardHookError(AzrError, ValueError):
     """A configured intrinsic-reward function returned something that is not a finite number."""
+
+
+class MissingPackageError(AzrError, ImportError):
+    """An optional package that a requested feature needs is not installed."""
