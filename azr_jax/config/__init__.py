@@ -1,8 +1,7 @@
 """Run configuration: the schema (`TrainConfig`) and its YAML/CLI loader."""
 from azr_jax.config.loader import describe, load, parse_override, to_dict
-from azr_jax.config.schema import (EMBEDDED_DEFAULT_MODEL, AzrOptions, EvalOptions, ExecutorOptions,
-                                   MeshOptions, ModelOptions, OptimOptions, RewardOptions, RolloutOptions,
-                                   TrainConfig)
+from azr_jax.config.schema import (AzrOptions, EvalOptions, ExecutorOptions, ModelOptions, OptimOptions,
+                                   RewardOptions, RolloutOptions, TrainConfig)
 
 
 def load_train_config(paths=(), overrides=()) -> TrainConfig:
@@ -12,6 +11,6 @@ def load_train_config(paths=(), overrides=()) -> TrainConfig:
     return load(TrainConfig, paths, overrides)
 
 
-__all__ = ["TrainConfig", "ModelOptions", "MeshOptions", "RolloutOptions", "AzrOptions", "RewardOptions",
-           "OptimOptions", "ExecutorOptions", "EvalOptions", "EMBEDDED_DEFAULT_MODEL", "load_train_config",
+__all__ = ["TrainConfig", "ModelOptions", "RolloutOptions", "AzrOptions", "RewardOptions",
+           "OptimOptions", "ExecutorOptions", "EvalOptions", "load_train_config",
            "describe", "to_dict", "parse_override"]

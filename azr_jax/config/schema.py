@@ -10,31 +10,23 @@ from typing import Literal
 
 from azr_jax.config.loader import option, section
 from azr_jax.errors import ConfigError
+from azr_jax.model.embedded import DEFAULT_MODEL
+from azr_jax.model.sharding import MeshConfig
 from azr_jax.selfplay.rewards import IntrinsicReward
 from azr_jax.selfplay.tasks import DEFAULT_BANNED_IMPORTS
 
 TaskName = Literal["deduction", "abduction", "induction"]
 Dtype = Literal["float32", "bfloat16"]
 
-EMBEDDED_DEFAULT_MODEL = "embedded:smollm2-135m-instruct"
-
-
 @dataclass(frozen=True)
 class ModelOptions:
-    path: str = option(EMBEDDED_DEFAULT_MODEL,
+    path: str = option(DEFAULT_MODEL,
                        "HF model folder (config.json + safetensors), or the embedded default name")
     param_dtype: Dtype = option("float32", "dtype the parameters (and optimizer state) are stored in")
     compute_dtype: Dtype = option("float32", "dtype of activations and matmuls")
     prompt_template: Literal["r1", "chat"] = option(
         "r1", "r1: the think/answer text template for base models; chat: the tokenizer's chat "
         "template (instruct models)")
-
-
-@dataclass(frozen=True)
-class MeshOptions:
-    data: int = option(1, "data-parallel axis size (-1 = fill)", min=-1)
-    fsdp: int = option(-1, "fully-sharded data-parallel axis size (-1 = fill)", min=-1)
-    tensor: int = option(1, "tensor-parallel axis size (-1 = fill)", min=-1)
 
 
 @dataclass(frozen=True)
@@ -143,7 +135,7 @@ class TrainConfig:
     wandb_project: str | None = option(None, "log to this Weights & Biases project (needs wandb)")
     progress: bool = option(True, "show a progress bar")
     model: ModelOptions = section(ModelOptions, "the policy model")
-    mesh: MeshOptions = section(MeshOptions, "device mesh")
+    mesh: MeshConfig = section(MeshConfig, "device mesh")
     rollout: RolloutOptions = section(RolloutOptions, "sampling of all rollouts")
     azr: AzrOptions = section(AzrOptions, "the self-play algorithm")
     optim: OptimOptions = section(OptimOptions, "policy-gradient update")

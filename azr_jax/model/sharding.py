@@ -16,6 +16,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from azr_jax.config.loader import option
 from azr_jax.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -75,9 +76,9 @@ _logged_replications: set[tuple[str, int]] = set()
 class MeshConfig:
     """Mesh axis sizes; one of them may be -1 to take all remaining devices."""
 
-    data: int = 1
-    fsdp: int = -1
-    tensor: int = 1
+    data: int = option(1, "data-parallel axis size (-1 = fill)", min=-1)
+    fsdp: int = option(-1, "fully-sharded data-parallel axis size (-1 = fill)", min=-1)
+    tensor: int = option(1, "tensor-parallel axis size (-1 = fill)", min=-1)
 
     def resolve(self, num_devices: int) -> tuple[int, int, int]:
         """The three axis sizes for `num_devices` devices, or ConfigError."""
