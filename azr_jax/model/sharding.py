@@ -16,7 +16,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from azr_jax.config.loader import option
+from azr_jax.typed_config import option
 from azr_jax.errors import ConfigError
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,8 @@
 import pytest
 import yaml
 
-from azr_jax.config import TrainConfig, describe, load_train_config, to_dict
+from azr_jax.config import TrainConfig, load_train_config
+from azr_jax.typed_config import describe, to_dict
 from azr_jax.errors import ConfigError
 
 

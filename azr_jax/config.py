@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from azr_jax.config.loader import option, section
+from azr_jax.typed_config import load, option, section
 from azr_jax.errors import ConfigError
 from azr_jax.model.embedded import DEFAULT_MODEL
 from azr_jax.model.sharding import MeshConfig
@@ -156,3 +156,10 @@ class TrainConfig:
                 and not self.eval.cruxeval_path:
             raise ConfigError("eval.cruxeval_path is required when eval.every_n_steps > 0 and a "
                               "cruxeval benchmark is selected")
+
+
+def load_train_config(paths=(), overrides=()) -> TrainConfig:
+    """Defaults <- YAML files (in order) <- `dotted.key=value` overrides."""
+    if isinstance(paths, (str, bytes)) or hasattr(paths, "__fspath__"):
+        paths = [paths]
+    return load(TrainConfig, paths, overrides)
