@@ -4,10 +4,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -17,7 +13,6 @@ import pytest
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-import azr_jax
 from azr_jax.errors import ConfigError
 from azr_jax.model import KVCache, MeshConfig, activation_sharding, load_hf, make_mesh, shard_model
 from azr_jax.model import sharding
@@ -153,34 +148,11 @@ def test_sharded_cached_decode_and_gradients(reference):
         np.testing.assert_allclose(distributed[key], single[key], atol=1e-6, rtol=1e-4, err_msg=key)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_two_processes_form_one_mesh(reference, tmp_path):
+def test_two_processes_form_one_mesh(reference, tmp_path, spawn_processes):
     """2 processes x 4 CPU devices joined by jax.distributed: logits bitwise equal to the same mesh
     in one process, and the export (gathered across processes, written by process 0) is exact."""
     path, model, expected = reference
-    worker = Path(__file__).with_name("multiprocess_worker.py")
-    env = {**os.environ, "PYTHONPATH": str(Path(azr_jax.__file__).parents[1]), "JAX_PLATFORMS": "cpu"}
-    env.pop("JAX_NUM_CPU_DEVICES", None)
-    port = _free_port()
-    procs = [subprocess.Popen([sys.executable, str(worker), str(port), str(i), str(path), str(tmp_path)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(2)]
-    outputs = []
-    try:
-        for proc in procs:
-            outputs.append(proc.communicate(timeout=150)[0])
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    for proc, output in zip(procs, outputs):
-        assert proc.returncode == 0, output[-3000:]
+    spawn_processes(Path(__file__).with_name("multiprocess_worker.py"), path, tmp_path)
     logits = np.load(tmp_path / "logits.npy")
     mesh = make_mesh(MeshConfig(data=2, fsdp=2, tensor=2))
     np.testing.assert_array_equal(logits, _logits(load_hf(path, mesh=mesh), _tokens(128), mesh))
