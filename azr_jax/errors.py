@@ -15,3 +15,8 @@ class UnsupportedModelError(AzrError, ValueError):
 
 class CheckpointError(AzrError, ValueError):
     """A checkpoint or model folder is malformed: missing/unexpected tensor, wrong shape, bad files."""
+
+
+class ExecutorError(AzrError, RuntimeError):
+    """The sandboxed executor itself failed (not a program it ran): its template process
+    could not be started or kept failing, or the Executor was used after close()."""
