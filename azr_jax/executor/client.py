@@ -120,6 +120,14 @@ class TemplateProcess:
     def close(self) -> None:
         self._finalizer()
 
+    def kill(self) -> None:
+        """SIGKILL the template from any thread (its children die with it); the thread using
+        it then sees its pipe close. close() must still follow, from that thread."""
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
 
 def _stop(pid: int, to_child: int, from_child: int, base_dir: str | None) -> None:
     """Close the template's stdin (it then kills its children and exits), wait, and make sure."""

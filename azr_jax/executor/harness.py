@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import errno
 import json
 import os
 import sys
@@ -272,6 +273,8 @@ def _classify(exc: BaseException) -> tuple[FailureKind, str]:
         kind = FailureKind.MEMORY
     elif issubclass(type(exc), sandbox.SandboxViolation):
         kind = FailureKind.SANDBOX_VIOLATION
+    elif issubclass(type(exc), OSError) and exc.errno == errno.EFBIG:
+        kind = FailureKind.OUTPUT_FLOOD   # RLIMIT_FSIZE (Python ignores SIGXFSZ, so writes fail)
     return kind, _describe(exc)
 
 

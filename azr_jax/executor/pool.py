@@ -94,12 +94,19 @@ class Executor:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop the template process and every child; idempotent."""
-        with self._lock:
-            self._closed = True
-            if self._template is not None:
-                self._template.close()
-                self._template = None
+        """Stop the template process and every child; idempotent. A batch running in another
+        thread is cut short: it raises ExecutorError."""
+        self._closed = True
+        if self._lock.acquire(blocking=False):
+            try:
+                if self._template is not None:
+                    self._template.close()
+                    self._template = None
+            finally:
+                self._lock.release()
+        elif self._template is not None:
+            # The running batch sees its template go, cleans up and raises.
+            self._template.kill()
 
     def __enter__(self) -> "Executor":
         return self
@@ -254,6 +261,8 @@ class Executor:
                 if self._template is not None:
                     self._template.close()
                     self._template = None
+                if self._closed:
+                    raise ExecutorError("the Executor was closed while a batch was running") from exc
                 if attempt == 1:
                     raise ExecutorError(f"the executor's template process failed twice: {exc}") from exc
         raise AssertionError("unreachable")

@@ -193,7 +193,11 @@ def _decode(data: Any) -> Any:
 
 
 _SEQUENCE_BUILDERS = {"l": list, "t": tuple, "S": set, "F": frozenset}
-_MAPPING_BUILDERS = {"d": dict, "o": _OrderedDict, "C": _Counter}
+def _counter(pairs: list) -> collections.Counter:
+    return _Counter(dict(pairs))   # Counter(pairs) would count the pairs themselves
+
+
+_MAPPING_BUILDERS = {"d": dict, "o": _OrderedDict, "C": _counter}
 
 
 def _text(args: list) -> str:
