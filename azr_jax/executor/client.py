@@ -101,18 +101,26 @@ class TemplateProcess:
         patience = max((timeout for _, timeout in jobs), default=0.0) + _REPLY_GRACE_S
         frames: dict[int, Frame] = {}
         last_progress = time.monotonic()
+        # Write and read together (the template replies while it is still being fed), with
+        # poll rather than select: a busy caller may hold descriptors numbered 1024 and up.
+        poller = select.poll()
+        poller.register(self._from_child, select.POLLIN)
+        poller.register(self._to_child, select.POLLOUT)
         while len(frames) < len(ids):
-            # Write and read together: the template replies while it is still being fed.
-            writers = [self._to_child] if pending else []
-            readable, writable, _ = select.select([self._from_child], writers, [], 1.0)
-            if writable:
-                written = os.write(self._to_child, pending[:1 << 16])
-                pending = pending[written:]
-            if readable:
-                self._reader.feed()
-                while (frame := self._reader.next_frame()) is not None:
-                    frames[frame[0]["id"]] = frame
-                    last_progress = time.monotonic()
+            for fd, _ in poller.poll(1000):
+                if fd == self._to_child:
+                    try:
+                        written = os.write(self._to_child, pending[:1 << 16])
+                    except BrokenPipeError:
+                        raise protocol.ProtocolError("the executor's template process went away") from None
+                    pending = pending[written:]
+                    if not pending:
+                        poller.unregister(self._to_child)
+                else:
+                    self._reader.feed()
+                    while (frame := self._reader.next_frame()) is not None:
+                        frames[frame[0]["id"]] = frame
+                        last_progress = time.monotonic()
             if time.monotonic() - last_progress > patience:
                 raise protocol.ProtocolError(f"the executor's template process is stuck (no reply in {patience:.0f} s)")
         return [frames[i] for i in ids]

@@ -71,6 +71,8 @@ class FrameReader:
             if frame is not None:
                 return frame
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+            poller = select.poll()   # not select.select: a busy caller may hold fds >= 1024
+            poller.register(self.fd, select.POLLIN)
+            if left <= 0 or not poller.poll(left * 1000):
                 raise ProtocolError(f"no reply from the executor's template process in {timeout_s:.0f} s")
             self.feed()

@@ -153,13 +153,14 @@ class Template:
         _, status, usage = os.wait4(running.pid, 0)
         _kill_group(running.pid)      # anything the child left behind in its group
         cpu_s = usage.ru_utime + usage.ru_stime
-        result = os.pread(running.result_fd, _RESULT_MAX_BYTES + 1, 0)
+        result_size = os.fstat(running.result_fd).st_size
+        result = os.pread(running.result_fd, min(result_size, _RESULT_MAX_BYTES + 1), 0)
         output_size = os.fstat(running.output_fd).st_size
-        output = os.pread(running.output_fd, _OUTPUT_CAPTURE_BYTES, 0)
+        output = os.pread(running.output_fd, min(output_size, _OUTPUT_CAPTURE_BYTES), 0)
         self._release(running)
         header = {"id": running.job_id, "timed_out": running.timed_out, "cpu_s": cpu_s,
                   "exit_code": os.waitstatus_to_exitcode(status), "output_size": output_size}
-        self._send(header, result[:_RESULT_MAX_BYTES + 1], output)
+        self._send(header, result, output)
         if header["exit_code"] != 0:
             self._kill_strays()
 

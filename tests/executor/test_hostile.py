@@ -122,6 +122,7 @@ def test_after_the_corpus_the_host_is_intact_and_the_pool_still_works(corpus_run
     assert canary.read_text() == CANARY_TEXT
     assert sorted(os.listdir(canary.parent)) == ["canary.txt"]
     assert sandbox_children(executor.template_pid) == []
+    assert os.listdir(executor._template.base_dir) == []   # every private directory was removed
     [result] = executor.validate(["def f(x):\n    return sorted(x)"], ["[3, 1, 2]"])
     assert result.ok and result.output == "[1, 2, 3]"
     assert sandbox_children(executor.template_pid) == []
