@@ -31,11 +31,10 @@ from azr_jax.errors import ConfigError, ExecutorError
 from azr_jax.executor import checks, values
 from azr_jax.executor.checks import DEFAULT_BANNED_IMPORTS
 from azr_jax.executor.client import TemplateProcess
-from azr_jax.executor.protocol import ProtocolError
+from azr_jax.executor.protocol import RESULT_MAX_BYTES, ProtocolError
 from azr_jax.executor.results import Check, Failure, FailureKind, Validation
 
 _MIN_MEMORY_MB = 128   # the child inherits the template's address space (~50 MB) before any work
-_RESULT_MAX_BYTES = 8 << 20
 
 Outcome = dict[str, Any] | Failure
 
@@ -284,7 +283,7 @@ class Executor:
         if not result:
             return Failure(FailureKind.EXITED, f"the process exited (status {code}) without returning")
         try:
-            if len(result) > _RESULT_MAX_BYTES:
+            if len(result) > RESULT_MAX_BYTES:
                 raise _MalformedResult("result too large")
             data = json.loads(result)
             return _parse_outcome(data)

@@ -15,6 +15,9 @@ import time
 from typing import Any
 
 
+RESULT_MAX_BYTES = 8 << 20   # a child's result larger than this is malformed
+
+
 class ProtocolError(RuntimeError):
     """The template process went away or sent something that is not a frame."""
 

@@ -29,6 +29,7 @@ import resource
 import signal
 import stat
 import sys
+import types
 
 _O_PATH = getattr(os, "O_PATH", 0o10000000)
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
@@ -106,29 +107,33 @@ _FORBIDDEN_MODULES = frozenset({
     "_xxinterpchannels", "_testcapi", "_testinternalcapi", "_testbuffer", "_testmultiphase",
     "_testimportmultiple", "_testclinic",
 })
-# Events that change the file system, with the positions of their path arguments.
-_PATH_EVENTS = {
+# Events that change the file system, with the positions of their path arguments (read-only,
+# like every table here, so that a program cannot empty it under the hook).
+_PATH_EVENTS = types.MappingProxyType({
     "os.remove": (0,), "os.rmdir": (0,), "os.mkdir": (0,), "os.rename": (0, 1), "os.chmod": (0,),
     "os.chown": (0,), "os.utime": (0,), "os.truncate": (0,), "os.setxattr": (0,),
     "os.removexattr": (0,), "os.chflags": (0,), "os.lchflags": (0,), "shutil.rmtree": (0,),
     "shutil.copyfile": (1,), "shutil.copymode": (1,), "shutil.copystat": (1,),
     "shutil.move": (0, 1), "shutil.chown": (0,),
-}
+})
 
 
 def _install_audit_hook(private_dir: str) -> None:
     # Everything the hook uses is bound here, before untrusted code exists, to C functions or
-    # immutable objects, so that patching os, os.path or builtins later changes nothing.
+    # immutable objects in its closure (which no Python code can reach: only the interpreter
+    # holds the hook), so that patching this module, os or builtins later changes nothing.
     getcwd, readlink, stat_, s_isdir = os.getcwd, os.readlink, os.stat, stat.S_ISDIR
     type_, len_, str_type, bytes_type, int_type, tuple_type = type, len, str, bytes, int, tuple
-    not_found = ModuleNotFoundError
-    stdlib = _STDLIB
+    not_found, violation = ModuleNotFoundError, SandboxViolation
+    stdlib, forbidden_modules, path_events = _STDLIB, _FORBIDDEN_MODULES, _PATH_EVENTS
+    refused_events, refused_prefixes = _REFUSED_EVENTS, _REFUSED_PREFIXES
+    write_flags, directory_flags = _WRITE_FLAGS, _O_PATH | os.O_DIRECTORY
     record = _violations.append
     prefix = private_dir + "/"
 
     def refuse(message: str) -> None:
         record(message)
-        raise SandboxViolation(message)
+        raise violation(message)
 
     def resolve(path: object) -> str | None:
         """Absolute normalised path, or None for a path the hook will not reason about."""
@@ -165,13 +170,13 @@ def _install_audit_hook(private_dir: str) -> None:
             if type_(path) is int_type:
                 return          # wraps a descriptor that was itself checked when opened
             writing = (type_(mode) is str_type and ("w" in mode or "a" in mode or "x" in mode or "+" in mode)) \
-                or (type_(flags) is int_type and flags & _WRITE_FLAGS)
+                or (type_(flags) is int_type and flags & write_flags)
             if writing:
                 if not inside(path):
                     refuse(f"write to {path!r} outside the private directory")
             elif mode is None and not inside(path):
                 # os.open of a directory would give a dir_fd to write through, unseen here.
-                if type_(flags) is int_type and flags & (_O_PATH | os.O_DIRECTORY):
+                if type_(flags) is int_type and flags & directory_flags:
                     refuse(f"opening {path!r} as a directory")
                 try:
                     is_dir = s_isdir(stat_(path).st_mode)
@@ -181,15 +186,15 @@ def _install_audit_hook(private_dir: str) -> None:
                     refuse(f"opening directory {path!r}")
         elif event == "import":
             top = args[0].partition(".")[0]
-            if top in _FORBIDDEN_MODULES:
+            if top in forbidden_modules:
                 refuse(f"import of {args[0]!r}")
             if top not in stdlib:
                 raise not_found(f"No module named {args[0]!r} (only the standard library is available)")
-        elif event in _PATH_EVENTS:
-            for index in _PATH_EVENTS[event]:
+        elif event in path_events:
+            for index in path_events[event]:
                 if index < len_(args) and not inside(args[index]):
                     refuse(f"{event} on {args[index]!r} outside the private directory")
-        elif event in _REFUSED_EVENTS or event.startswith(_REFUSED_PREFIXES):
+        elif event in refused_events or event.startswith(refused_prefixes):
             refuse(f"{event} is not allowed in the sandbox")
         elif event == "object.__setattr__" and type_(args) is tuple_type and len_(args) > 1 \
                 and args[1] == "__code__":

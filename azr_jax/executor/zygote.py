@@ -1,6 +1,6 @@
-"""The template ("zygote") process: a fresh interpreter, started by the executor with
-subprocess (never a fork of the caller, which may run JAX threads), that imports the modules
-programs commonly use once, then forks one confined child per job.
+"""The template ("zygote") process: a fresh interpreter, spawned by the executor (never a
+fork of the caller, which may run JAX threads), that imports the modules programs commonly
+use once, then forks one confined child per job.
 
 It reads JSON-line requests on stdin and writes one frame per job on stdout (protocol.py).
 It is single-threaded: an epoll loop over stdin and one pidfd per running child, with up to
@@ -39,7 +39,6 @@ import typing  # noqa: F401
 from azr_jax.executor import harness, protocol, sandbox
 
 _OUTPUT_CAPTURE_BYTES = 4096     # how much of a child's stdout/stderr is sent back
-_RESULT_MAX_BYTES = 8 << 20      # a larger result is a malformed one
 _STRAY_SCAN_EVERY_S = 5.0
 
 
@@ -150,11 +149,13 @@ class Template:
                                       result_fd, output_fd)
 
     def _finish(self, running: Running) -> None:
+        # Kill what the child left in its group while it is still a zombie: until it is
+        # reaped its pid, and so the group id, cannot be reused by another process.
+        _kill_group(running.pid)
         _, status, usage = os.wait4(running.pid, 0)
-        _kill_group(running.pid)      # anything the child left behind in its group
         cpu_s = usage.ru_utime + usage.ru_stime
         result_size = os.fstat(running.result_fd).st_size
-        result = os.pread(running.result_fd, min(result_size, _RESULT_MAX_BYTES + 1), 0)
+        result = os.pread(running.result_fd, min(result_size, protocol.RESULT_MAX_BYTES + 1), 0)
         output_size = os.fstat(running.output_fd).st_size
         output = os.pread(running.output_fd, min(output_size, _OUTPUT_CAPTURE_BYTES), 0)
         self._release(running)
@@ -171,8 +172,9 @@ class Template:
         _remove_tree(running.directory)
 
     def _kill_strays(self) -> None:
-        """Kill and reap any process that became our child without being a running job: a
-        grandchild that left its group and was re-parented here (we are a subreaper)."""
+        """Kill and reap any child of ours that is not a running job. In a PID namespace the
+        template is PID 1, so a grandchild that left its group is re-parented here when its
+        parent exits. (Creating one at all needs a way around the audit hook.)"""
         self.next_stray_scan = time.monotonic() + _STRAY_SCAN_EVERY_S
         known = {running.pid for running in self.running.values()}
         for pid in _children_of(self.pid):
@@ -194,7 +196,6 @@ def _child(job: dict, limits: sandbox.Limits, directory: str, template_pid: int,
     """The forked child: confine, run the job, write the result, exit. Never returns."""
     try:
         sandbox.confine(limits, directory, template_pid, fds)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         harness.write_result(harness.run(job))
     finally:
         os._exit(0)
@@ -225,6 +226,7 @@ def _remove_tree(path: str) -> None:
 
 
 def _kill_group(pid: int) -> None:
+    """SIGKILL a child (not yet reaped) and its process group."""
     for kill in (os.killpg, os.kill):
         try:
             kill(pid, signal.SIGKILL)
@@ -250,8 +252,10 @@ def _children_of(parent: int) -> list[int]:
 def main() -> None:
     config = Config.from_json(sys.argv[1])
     sys.dont_write_bytecode = True   # a child must never try to write a .pyc
-    if "_posixsubprocess" in sys.modules or len(os.listdir(f"/proc/{os.getpid()}/task")) != 1:
-        raise SystemExit("executor template: must be single-threaded and must not load subprocess support")
+    # Forking is only safe single-threaded; and children must not find process creation or
+    # native code already loaded, where the audit hook's import check cannot see it.
+    if {"_posixsubprocess", "_ctypes"} & set(sys.modules) or len(os.listdir(f"/proc/{os.getpid()}/task")) != 1:
+        raise SystemExit("executor template: must be single-threaded and load neither subprocess nor ctypes")
     template = Template(config)
     gc.freeze()   # keep the collector from touching (and so copying) the template's pages in children
     try:

@@ -55,6 +55,9 @@ CORPUS = [
     ("raise the limits", "import resource\n    resource.setrlimit(resource.RLIMIT_AS, (-1, -1))", K.SANDBOX_VIOLATION),
     ("gc introspection", "import gc\n    return len(gc.get_objects())", K.SANDBOX_VIOLATION),
     ("second audit hook", "import sys\n    sys.addaudithook(lambda *a: None)", K.SANDBOX_VIOLATION),
+    ("disarm the hook's tables", "import sys\n    s = sys.modules['azr_jax.executor.sandbox']\n"
+     "    s._REFUSED_EVENTS, s._PATH_EVENTS, s._violations = frozenset(), {{}}, []\n"
+     "    open('{canary}', 'w').write('pwned')", K.SANDBOX_VIOLATION),
     ("patch a function's code", "g = lambda: 0\n    g.__code__ = (lambda: 1).__code__", K.SANDBOX_VIOLATION),
     ("garbage on the result channel", "import os\n    os.write(3, b'x' * 100000)\n    return 1", K.SANDBOX_VIOLATION),
     ("segfault", "import faulthandler\n    faulthandler._sigsegv()", K.CRASHED),
