@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from procs import alive, descendants, sandbox_children, template_interpreter
+from executor_procs import alive, descendants, sandbox_children, template_interpreter
 
 from azr_jax.errors import ConfigError, ExecutorError
 from azr_jax.executor import Executor, FailureKind

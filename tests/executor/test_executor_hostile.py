@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from procs import sandbox_children
+from executor_procs import sandbox_children
 
 from azr_jax.executor import FailureKind as K
 
