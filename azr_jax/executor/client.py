@@ -61,6 +61,8 @@ class TemplateProcess:
             "HOME": ".",
             "TMPDIR": ".",
         }
+        if "LD_LIBRARY_PATH" in os.environ:   # some Python builds need it to find libpython
+            env["LD_LIBRARY_PATH"] = os.environ["LD_LIBRARY_PATH"]
         argv = [*prefix, sys.executable, "-s", "-m", "azr_jax.executor.zygote", json.dumps(config)]
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()

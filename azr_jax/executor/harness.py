@@ -4,9 +4,10 @@ A job is a dict with a "kind" (a key of HANDLERS). Every handler returns either
 `{"ok": True, ...}` or a failure `{"ok": False, "kind": <FailureKind value>, "message": ...}`.
 Values always leave as `values.encode` encodings, never as objects and never pickled.
 
-Inputs and answers are evaluated in a namespace that holds the program's imports but none of
-the program's own functions or classes ("answers are data"); the program runs in its own
-namespace. Every job is one fresh process, so nothing leaks from one job to the next.
+Answers, gold outputs and the inputs given to a candidate program are evaluated in a namespace
+that holds the imports but none of the program's own functions or classes ("answers are
+data"); a validation input, as in AZR, in the program's own namespace. Every job is one
+fresh process, so nothing leaks from one job to the next.
 """
 from __future__ import annotations
 
@@ -114,7 +115,7 @@ def _call_job(job: Result) -> Result:
     for call in job["calls"]:
         try:
             if "input" in call:
-                prepared.append(_evaluate_arguments(call["input"], dict(namespace), FailureKind.BAD_INPUT))
+                prepared.append(_evaluate_arguments(call["input"], namespace, FailureKind.BAD_INPUT))
             else:
                 prepared.append(_decode_arguments(call["args"]))
         except JobFailure as failure:
