@@ -7,8 +7,8 @@ or signal any process outside; and no network exists (only a loopback that is do
 
 In every child, right after fork (`confine`): a new session and process group (the timeout
 kills the whole group); a "lifeline" that SIGKILLs the child when the template dies (the
-read end of a pipe only the template writes to, armed with O_ASYNC/F_SETSIG: pure Python,
-the effect of PR_SET_PDEATHSIG without ctypes); resource limits (CPU time, address space,
+read end of a pipe of its own whose write end only the template holds, armed with
+O_ASYNC/F_SETOWN/F_SETSIG: pure Python, the effect of PR_SET_PDEATHSIG without ctypes); resource limits (CPU time, address space,
 file size, processes, open files, no core dumps); stdin on /dev/null, stdout/stderr and the
 result channel on size-capped memory files; a private working directory; an empty
 environment; and an audit hook (`sys.addaudithook`, which cannot be removed) that refuses

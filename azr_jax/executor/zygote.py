@@ -64,6 +64,7 @@ class Running:
     directory: str
     result_fd: int
     output_fd: int
+    lifeline_fd: int     # write end of the child's lifeline, held only here
     timed_out: bool = False
 
 
@@ -73,9 +74,6 @@ class Template:
         self.pid = os.getpid()    # 1 when started in a PID namespace of its own
         self.base_dir = _make_base_dir()
         self.devnull = os.open(os.devnull, os.O_RDONLY)
-        # Children hold the read end; when the template dies, the kernel closes the write
-        # end and SIGKILLs them (sandbox.confine arms it).
-        self.lifeline_read, self.lifeline_write = os.pipe()
         self.epoll = select.epoll()
         self.epoll.register(0, select.EPOLLIN)
         self.queue: collections.deque[tuple[int, dict, float]] = collections.deque()
@@ -138,15 +136,20 @@ class Template:
         limits = sandbox.Limits(cpu_seconds=math.ceil(timeout_s) + 1, memory_bytes=self.config.memory_bytes,
                                 file_bytes=self.config.file_bytes, processes=self.config.processes,
                                 open_files=self.config.open_files)
+        # The child holds the read end of its own lifeline pipe (its own open file
+        # description, so that its F_SETOWN is not shared); when the template dies, the kernel
+        # closes the write end and SIGKILLs the child (sandbox.confine arms it).
+        lifeline_read, lifeline_write = os.pipe()
         pid = os.fork()
         if pid == 0:
             _child(job, limits, directory, self.pid, {0: self.devnull, 1: output_fd, 2: output_fd,
                                                       sandbox.RESULT_FD: result_fd,
-                                                      sandbox.LIFELINE_FD: self.lifeline_read})
+                                                      sandbox.LIFELINE_FD: lifeline_read})
+        os.close(lifeline_read)
         pidfd = os.pidfd_open(pid)
         self.epoll.register(pidfd, select.EPOLLIN)
         self.running[pidfd] = Running(job_id, pid, pidfd, time.monotonic() + timeout_s, directory,
-                                      result_fd, output_fd)
+                                      result_fd, output_fd, lifeline_write)
 
     def _finish(self, running: Running) -> None:
         # Kill what the child left in its group while it is still a zombie: until it is
@@ -167,7 +170,7 @@ class Template:
 
     def _release(self, running: Running) -> None:
         self.epoll.unregister(running.pidfd)
-        for fd in (running.pidfd, running.result_fd, running.output_fd):
+        for fd in (running.pidfd, running.result_fd, running.output_fd, running.lifeline_fd):
             os.close(fd)
         _remove_tree(running.directory)
 

@@ -130,3 +130,15 @@ def test_concurrent_calls_from_threads(executor):
 def test_bad_configuration_is_refused(kwargs):
     with pytest.raises(ConfigError):
         Executor(**kwargs)
+
+
+def test_children_die_with_a_killed_template_without_namespaces():
+    """The lifeline alone (no PID namespace) takes the children down with the template."""
+    executor = Executor(workers=2, timeout_s=30, namespaces=False)
+    worker = threading.Thread(target=lambda: pytest.raises(ExecutorError, executor.validate, [SLEEPER] * 2, ["1", "2"]))
+    worker.start()
+    assert _wait_until(lambda: len(sandbox_children(executor.template_pid)) == 2)
+    children = sandbox_children(executor.template_pid)
+    executor.close()     # kills the template with SIGKILL: it gets no chance to kill its children
+    worker.join(timeout=10)
+    assert _wait_until(lambda: not any(alive(p) for p in children))
