@@ -274,8 +274,9 @@ def _classify(exc: BaseException) -> tuple[FailureKind, str]:
         kind = FailureKind.MEMORY
     elif issubclass(type(exc), sandbox.SandboxViolation):
         kind = FailureKind.SANDBOX_VIOLATION
-    elif issubclass(type(exc), OSError) and exc.errno == errno.EFBIG:
-        kind = FailureKind.OUTPUT_FLOOD   # RLIMIT_FSIZE (Python ignores SIGXFSZ, so writes fail)
+    elif issubclass(type(exc), OSError) and exc.errno in (errno.EFBIG, errno.ENOSPC):
+        # RLIMIT_FSIZE (Python ignores SIGXFSZ, so the write fails) or the workspace is full
+        kind = FailureKind.OUTPUT_FLOOD
     return kind, _describe(exc)
 
 

@@ -84,7 +84,9 @@ class Executor:
         self.banned_imports = tuple(dict.fromkeys(banned_imports))
         self.max_file_mb = max_file_mb
         self._config = {"workers": workers, "memory_bytes": memory_mb << 20, "file_bytes": max_file_mb << 20,
-                        "processes": max_processes, "open_files": 256}
+                        "processes": max_processes, "open_files": 256,
+                        # 16 files' worth per worker: ample for programs, bounded for the host
+                        "workspace_bytes": workers * 16 * (max_file_mb << 20)}
         self._namespaces = namespaces
         self._lock = threading.Lock()
         self._closed = False

@@ -22,7 +22,7 @@ class FailureKind(str, enum.Enum):
     NON_DETERMINISTIC = "non_deterministic"  # the two runs returned different values
     OUTPUT_TOO_LONG = "output_too_long"      # repr longer than max_output_chars (never truncated)
     UNREPRESENTABLE = "unrepresentable"      # not plain data, or its repr does not evaluate back to it
-    OUTPUT_FLOOD = "output_flood"            # stdout/stderr or a file went over the size limit
+    OUTPUT_FLOOD = "output_flood"            # stdout/stderr, a file or the workspace went over its limit
     SANDBOX_VIOLATION = "sandbox_violation"  # refused by the sandbox (process, file write, socket, ...)
     CRASHED = "crashed"                      # killed by a signal (segfault, abort, ...)
     EXITED = "exited"                        # the process ended without a result (os._exit)

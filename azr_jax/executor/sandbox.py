@@ -3,7 +3,8 @@
 Around the template (zygote) process, where the OS permits it (client.py starts it through
 util-linux `unshare`): its own PID, mount and network namespaces. The template is then PID 1,
 so every process below it dies with it and orphans are re-parented to it; a child cannot see
-or signal any process outside; and no network exists (only a loopback that is down).
+or signal any process outside; no network exists (only a loopback that is down); and the
+private directories live on a size-limited tmpfs that only the namespace sees.
 
 In every child, right after fork (`confine`): a new session and process group (the timeout
 kills the whole group); a "lifeline" that SIGKILLs the child when the template dies (the
@@ -13,8 +14,9 @@ file size, processes, open files, no core dumps); stdin on /dev/null, stdout/std
 result channel on size-capped memory files; a private working directory; an empty
 environment; and an audit hook (`sys.addaudithook`, which cannot be removed) that refuses
 what the layers above do not stop: process creation, signals, sockets, native code (ctypes,
-never loaded anywhere in the executor), sub-interpreters, raising the limits, and any file
-write, rename, delete or metadata change outside the private directory.
+never loaded anywhere in the executor), sub-interpreters, raising the limits, any file
+write, rename, delete or metadata change outside the private directory, and creating more
+than MAX_CREATED files (with RLIMIT_FSIZE, a bound on what one run can fill).
 
 The audit hook is defence in depth inside one disposable process, not a boundary on its own:
 the namespaces, limits and the fresh process per run protect the host, and the executor never
@@ -34,6 +36,10 @@ import types
 _O_PATH = getattr(os, "O_PATH", 0o10000000)
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _STDLIB = frozenset(sys.stdlib_module_names)
+
+# Files and directories a run may create (each file is capped by RLIMIT_FSIZE): together they
+# bound the memory or disk one run can fill, ~1 GiB at the default 16 MiB per file.
+MAX_CREATED = 64
 
 RESULT_FD = 3     # in the child: 0 /dev/null, 1 and 2 captured output, 3 the result channel,
 LIFELINE_FD = 4   # 4 the lifeline; nothing else stays open
@@ -127,7 +133,9 @@ def _install_audit_hook(private_dir: str) -> None:
     not_found, violation = ModuleNotFoundError, SandboxViolation
     stdlib, forbidden_modules, path_events = _STDLIB, _FORBIDDEN_MODULES, _PATH_EVENTS
     refused_events, refused_prefixes = _REFUSED_EVENTS, _REFUSED_PREFIXES
-    write_flags, directory_flags = _WRITE_FLAGS, _O_PATH | os.O_DIRECTORY
+    write_flags, directory_flags, create_flags = _WRITE_FLAGS, _O_PATH | os.O_DIRECTORY, os.O_CREAT
+    created = [0]   # files and directories created by this run
+    max_created = MAX_CREATED
     record = _violations.append
     prefix = private_dir + "/"
 
@@ -164,6 +172,11 @@ def _install_audit_hook(private_dir: str) -> None:
         resolved = resolve(path)
         return resolved is not None and (resolved + "/").startswith(prefix)
 
+    def count_creation() -> None:
+        created[0] += 1
+        if created[0] > max_created:
+            refuse(f"creating more than {max_created} files or directories")
+
     def hook(event: str, args: tuple) -> None:
         if event == "open":
             path, mode, flags = args
@@ -174,6 +187,8 @@ def _install_audit_hook(private_dir: str) -> None:
             if writing:
                 if not inside(path):
                     refuse(f"write to {path!r} outside the private directory")
+                if (type_(mode) is str_type and "r" not in mode) or (type_(flags) is int_type and flags & create_flags):
+                    count_creation()
             elif mode is None and not inside(path):
                 # os.open of a directory would give a dir_fd to write through, unseen here.
                 if type_(flags) is int_type and flags & directory_flags:
@@ -194,6 +209,8 @@ def _install_audit_hook(private_dir: str) -> None:
             for index in path_events[event]:
                 if index < len_(args) and not inside(args[index]):
                     refuse(f"{event} on {args[index]!r} outside the private directory")
+            if event == "os.mkdir":
+                count_creation()
         elif event in refused_events or event.startswith(refused_prefixes):
             refuse(f"{event} is not allowed in the sandbox")
         elif event == "object.__setattr__" and type_(args) is tuple_type and len_(args) > 1 \

@@ -49,6 +49,7 @@ class Config:
     file_bytes: int
     processes: int
     open_files: int
+    workspace_bytes: int    # size of the in-memory file system of the private directories
 
     @classmethod
     def from_json(cls, text: str) -> "Config":
@@ -73,6 +74,8 @@ class Template:
         self.config = config
         self.pid = os.getpid()    # 1 when started in a PID namespace of its own
         self.base_dir = _make_base_dir()
+        if self.pid == 1:
+            _mount_workspace(self.base_dir, config.workspace_bytes)
         self.devnull = os.open(os.devnull, os.O_RDONLY)
         self.epoll = select.epoll()
         self.epoll.register(0, select.EPOLLIN)
@@ -216,6 +219,18 @@ def _make_base_dir() -> str:
             return path
         except FileExistsError:
             continue
+
+
+def _mount_workspace(path: str, size_bytes: int) -> None:
+    """In our own mount namespace, put a size-limited tmpfs under the private directories:
+    a kernel bound on what all runs together can write, gone with the namespace. (With
+    posix_spawn: subprocess support must stay out of this process.)"""
+    mount = next((p for p in ("/bin/mount", "/usr/bin/mount", "/sbin/mount") if os.access(p, os.X_OK)), None)
+    if mount is None:
+        return
+    pid = os.posix_spawn(mount, [mount, "-t", "tmpfs", "-o", f"size={size_bytes},mode=0711", "tmpfs", path],
+                         {"PATH": "/usr/bin:/bin"})
+    os.waitpid(pid, 0)   # on failure the directory simply stays on the parent file system
 
 
 def _remove_tree(path: str) -> None:

@@ -72,6 +72,7 @@ CORPUS = [
     ("os._exit 7", "import os\n    os._exit(7)", K.EXITED),
     ("huge print", "print('x' * 10**8)", K.OUTPUT_FLOOD),
     ("print loop", "while True:\n        print('spam' * 1000)", K.OUTPUT_FLOOD),
+    ("file flood", "for n in range(10**6):\n        open(str(n), 'w').write('x' * 10**5)", K.SANDBOX_VIOLATION),
     ("huge file", "open('big', 'w').write('x' * 10**8)", K.OUTPUT_FLOOD),
     ("stdin read", "import sys\n    return sys.stdin.read()", None),
     ("hidden input()", "import builtins\n    return getattr(builtins, 'in' + 'put')()", K.EXCEPTION),

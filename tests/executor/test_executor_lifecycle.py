@@ -142,3 +142,18 @@ def test_children_die_with_a_killed_template_without_namespaces():
     executor.close()     # kills the template with SIGKILL: it gets no chance to kill its children
     worker.join(timeout=10)
     assert _wait_until(lambda: not any(alive(p) for p in children))
+
+
+def test_the_workspace_is_a_bounded_tmpfs_in_the_namespace():
+    with Executor(workers=1, timeout_s=5, max_file_mb=1) as executor:
+        if not executor.namespaces:
+            pytest.skip("this machine permits no namespaces")
+        zygote = template_interpreter(executor.template_pid)
+        with open(f"/proc/{zygote}/mounts") as mounts:
+            assert any("azr-executor" in line and line.startswith("tmpfs ") for line in mounts)
+        # 16 files' worth per worker: 40 files of 1 MB cannot all fit (and stay under the quota)
+        [result] = executor.validate(["def f(x):\n    for n in range(40):\n        open(str(n), 'w').write('x' * 10**6)"],
+                                     ["0"])
+        assert result.failure.kind is FailureKind.OUTPUT_FLOOD
+        [result] = executor.validate(["def f(x):\n    open('a', 'w').write('x' * 10**6)\n    return 1"], ["0"])
+        assert result.ok   # the space came back with the previous run's directory
