@@ -14,6 +14,11 @@ it cannot learn or copy the gold value:
 - induction (`check_program`): the candidate runs on the inputs in one child; the gold
   outputs are evaluated in others.
 
+`validate` is the one place where a program reports on itself: its two runs, repr and
+round trip happen in its own child. A program that deliberately forged that result (it would
+have to write the result channel itself) could only pass off an unsolvable task as valid; the
+answer checks above would then fail every solver on it.
+
 Identical jobs in one call run once (a gold output shared by eight answers, say).
 """
 from __future__ import annotations
