@@ -74,8 +74,7 @@ class Template:
         self.config = config
         self.pid = os.getpid()    # 1 when started in a PID namespace of its own
         self.base_dir = _make_base_dir()
-        if self.pid == 1:
-            _mount_workspace(self.base_dir, config.workspace_bytes)
+        self.workspace_mounted = self.pid == 1 and _mount_workspace(self.base_dir, config.workspace_bytes)
         self.devnull = os.open(os.devnull, os.O_RDONLY)
         self.epoll = select.epoll()
         self.epoll.register(0, select.EPOLLIN)
@@ -115,6 +114,8 @@ class Template:
             self._release(running)
         self.running.clear()
         self._kill_strays()
+        if self.workspace_mounted:   # else the mount point would stay behind, empty, on the host
+            _spawn_and_wait(["umount", "-l", self.base_dir])
         _remove_tree(self.base_dir)
 
     def _read_requests(self) -> bool:
@@ -221,16 +222,22 @@ def _make_base_dir() -> str:
             continue
 
 
-def _mount_workspace(path: str, size_bytes: int) -> None:
+def _mount_workspace(path: str, size_bytes: int) -> bool:
     """In our own mount namespace, put a size-limited tmpfs under the private directories:
-    a kernel bound on what all runs together can write, gone with the namespace. (With
-    posix_spawn: subprocess support must stay out of this process.)"""
-    mount = next((p for p in ("/bin/mount", "/usr/bin/mount", "/sbin/mount") if os.access(p, os.X_OK)), None)
-    if mount is None:
-        return
-    pid = os.posix_spawn(mount, [mount, "-t", "tmpfs", "-o", f"size={size_bytes},mode=0711", "tmpfs", path],
-                         {"PATH": "/usr/bin:/bin"})
-    os.waitpid(pid, 0)   # on failure the directory simply stays on the parent file system
+    a kernel bound on what all runs together can write, gone with the namespace. On failure
+    the directory simply stays on the parent file system."""
+    return _spawn_and_wait(["mount", "-t", "tmpfs", "-o", f"size={size_bytes},mode=0711", "tmpfs", path])
+
+
+def _spawn_and_wait(argv: list[str]) -> bool:
+    """Run a util-linux command; True if it succeeded. (posix_spawn, not subprocess: the
+    subprocess machinery must stay out of this process, see main.)"""
+    program = next((f"{d}/{argv[0]}" for d in ("/usr/bin", "/bin", "/usr/sbin", "/sbin")
+                    if os.access(f"{d}/{argv[0]}", os.X_OK)), None)
+    if program is None:
+        return False
+    pid = os.posix_spawn(program, [program, *argv[1:]], {"PATH": "/usr/bin:/bin"})
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
 
 
 def _remove_tree(path: str) -> None:

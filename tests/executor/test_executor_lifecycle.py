@@ -69,16 +69,18 @@ def test_a_killed_caller_leaves_no_process(tmp_path):
         sys.path.insert(0, {ROOT!r})
         from azr_jax.executor import Executor
         executor = Executor(workers=2, timeout_s=60)
-        print(executor.template_pid, flush=True)
+        print(executor.template_pid, executor._template.base_dir, flush=True)
         executor.validate([{SLEEPER!r}] * 2, ["1", "2"])
     """)
     caller = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    template_pid = int(caller.stdout.readline())
+    pid_text, base_dir = caller.stdout.readline().split()
+    template_pid = int(pid_text)
     assert _wait_until(lambda: len(sandbox_children(template_pid)) == 2)
     processes = [template_pid, *descendants(template_pid)]
     caller.kill()
     caller.wait()
     assert _wait_until(lambda: not any(alive(p) for p in processes)), [p for p in processes if alive(p)]
+    assert _wait_until(lambda: not os.path.exists(base_dir))    # the private directories went too
 
 
 def test_a_killed_template_is_replaced():
