@@ -31,3 +31,8 @@ class RewardHookError(AzrError, ValueError):
 
 class MissingPackageError(AzrError, ImportError):
     """An optional package that a requested feature needs is not installed."""
+
+
+class ExecutorError(AzrError, RuntimeError):
+    """The sandboxed executor itself failed (not a program it ran): its template process
+    could not be started or kept failing, or the Executor was used after close()."""

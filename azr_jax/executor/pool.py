@@ -1,0 +1,419 @@
+"""The Executor: AZR's validity checks and answer checks, run in parallel, one fresh
+sandboxed process per job.
+
+Reward integrity rests on one rule: **a sandboxed child never holds the value its result is
+compared against**, and every comparison happens here, on decoded plain data, with Python's
+`==`. So whatever model-written code does inside its child, even forging the child's result,
+it cannot learn or copy the gold value:
+
+- deduction (`check_output`): the answer is evaluated in a child of its own, with the
+  program's imports and nothing of the program; the gold output in another child;
+- abduction (`check_input`): the answer's arguments are evaluated in one child, and the
+  program is called on those arguments (passed as data) in another, so the answer's code
+  never runs next to `f` and cannot patch what `f` uses;
+- induction (`check_program`): the candidate runs on the inputs in one child; the gold
+  outputs are evaluated in others.
+
+`validate` is the one place where a program reports on itself: its two runs, repr and
+round trip happen in its own child. A program that deliberately forged that result (it would
+have to write the result channel itself) could only pass off an unsolvable task as valid; the
+answer checks above would then fail every solver on it.
+
+Identical jobs in one call run once (a gold output shared by eight answers, say).
+"""
+from __future__ import annotations
+
+import ast
+import json
+import math
+import os
+import signal
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from azr_jax.errors import ConfigError, ExecutorError
+from azr_jax.executor import checks, values
+from azr_jax.executor.checks import DEFAULT_BANNED_IMPORTS
+from azr_jax.executor.client import TemplateProcess
+from azr_jax.executor.protocol import RESULT_MAX_BYTES, ProtocolError
+from azr_jax.executor.results import Check, Failure, FailureKind, Validation
+
+_MIN_MEMORY_MB = 128   # the child inherits the template's address space (~50 MB) before any work
+
+Outcome = dict[str, Any] | Failure
+
+
+class _MalformedResult(Exception):
+    pass
+
+
+class Executor:
+    """A pool of sandboxed Python runs (see the module docstring and sandbox.py).
+
+    Every batch method takes equal-length sequences, runs the items in parallel over
+    `workers` processes, and returns one result per item, in order. Calls from several
+    threads are served one batch at a time. `imports`, when given, holds for every item the
+    import lines to prepend to the program, as AZR stores them; otherwise nothing is
+    prepended and the program's own import statements make up the namespace in which
+    inputs, outputs and answers are evaluated.
+    """
+
+    def __init__(self, workers: int = os.cpu_count() or 1, timeout_s: float = 10.0, memory_mb: int = 1024,
+                 max_output_chars: int = 400, banned_imports: Sequence[str] = DEFAULT_BANNED_IMPORTS, *,
+                 max_file_mb: int = 16, max_processes: int = 256, namespaces: bool = True) -> None:
+        """`max_file_mb` caps stdout/stderr and every file a program writes (in its private
+        directory); `max_processes` is RLIMIT_NPROC (not enforced by Linux for root, where
+        the audit hook alone refuses process creation); `namespaces` asks for PID, mount and network
+        namespaces where the OS permits them (see sandbox.py)."""
+        if not (isinstance(workers, int) and workers >= 1):
+            raise ConfigError(f"workers must be a positive integer, got {workers!r}")
+        if not (isinstance(timeout_s, (int, float)) and 0 < timeout_s < math.inf):
+            raise ConfigError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
+        if not (isinstance(memory_mb, int) and memory_mb >= _MIN_MEMORY_MB):
+            raise ConfigError(f"memory_mb must be an integer >= {_MIN_MEMORY_MB}, got {memory_mb!r}")
+        if not (isinstance(max_output_chars, int) and max_output_chars >= 1):
+            raise ConfigError(f"max_output_chars must be a positive integer, got {max_output_chars!r}")
+        if not (isinstance(max_file_mb, int) and max_file_mb >= 1):
+            raise ConfigError(f"max_file_mb must be a positive integer, got {max_file_mb!r}")
+        if not (isinstance(max_processes, int) and max_processes >= 1):
+            raise ConfigError(f"max_processes must be a positive integer, got {max_processes!r}")
+        if isinstance(banned_imports, str) or not all(
+                isinstance(entry, str) and entry and all(part.isidentifier() for part in entry.split("."))
+                for entry in banned_imports):
+            raise ConfigError(f"banned_imports must be a sequence of (dotted) module names, got {banned_imports!r}")
+        self.workers = workers
+        self.timeout_s = float(timeout_s)
+        self.memory_mb = memory_mb
+        self.max_output_chars = max_output_chars
+        self.banned_imports = tuple(dict.fromkeys(banned_imports))
+        self.max_file_mb = max_file_mb
+        self._config = {"workers": workers, "memory_bytes": memory_mb << 20, "file_bytes": max_file_mb << 20,
+                        "processes": max_processes, "open_files": 256,
+                        # 16 files' worth per worker: ample for programs, bounded for the host
+                        "workspace_bytes": workers * 16 * (max_file_mb << 20)}
+        self._namespaces = namespaces
+        self._lock = threading.Lock()
+        self._closed = False
+        self._template: TemplateProcess | None = TemplateProcess(self._config, namespaces)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the template process and every child; idempotent. A batch running in another
+        thread is cut short: it raises ExecutorError."""
+        self._closed = True
+        if self._lock.acquire(blocking=False):
+            try:
+                if self._template is not None:
+                    self._template.close()
+                    self._template = None
+            finally:
+                self._lock.release()
+        elif self._template is not None:
+            # The running batch sees its template go, cleans up and raises.
+            self._template.kill()
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def template_pid(self) -> int | None:
+        """Process id of the template process (None once closed)."""
+        return self._template.pid if self._template is not None else None
+
+    @property
+    def namespaces(self) -> bool:
+        """True when runs happen in PID, mount and network namespaces of their own."""
+        return self._template is not None and self._template.namespaces
+
+    # -- the checks --------------------------------------------------------------------------
+
+    def validate(self, codes: Sequence[str], inputs: Sequence[str], imports: Sequence[Sequence[str]] | None = None,
+                 check_banned: bool = True) -> list[Validation]:
+        """Is `f(input)` a valid task? AST checks, then two runs in one fresh child: valid only
+        if both return normally with equal plain-data values whose repr is at most
+        `max_output_chars` long and evaluates back (with the imports only) to an equal value.
+        `output` is that repr. As in AZR, the input is evaluated in the program's namespace, so
+        it may use the program's globals or a lambda; an abduction answer, being data, cannot."""
+        _same_length(codes=codes, inputs=inputs, imports=imports)
+        banned = self.banned_imports if check_banned else ()
+        results: list[Validation | None] = [None] * len(codes)
+        jobs = []
+        for i, (code, text) in enumerate(zip(codes, inputs)):
+            prepend, tree, namespace = _parse(code, imports, i)
+            failure = (_check(tree, banned, input_calls=True)
+                       or checks.check_arguments(text, FailureKind.BAD_INPUT))
+            if failure is not None:
+                results[i] = Validation(False, failure=failure)
+                continue
+            jobs.append((i, {"kind": "validate", "code": code, "imports": prepend, "namespace": namespace,
+                             "input": text, "max_output_chars": self.max_output_chars}))
+        for (i, _), outcome in zip(jobs, self._run_jobs([job for _, job in jobs])):
+            results[i] = self._validation(outcome)
+        return results  # type: ignore[return-value]
+
+    def check_output(self, codes: Sequence[str], inputs: Sequence[str], gold_outputs: Sequence[str],
+                     answers: Sequence[str], imports: Sequence[Sequence[str]] | None = None) -> list[Check]:
+        """Deduction: does the value of `answer` equal the value of `gold_output`? Both are
+        evaluated with the program's imports only, each in a child of its own."""
+        _same_length(codes=codes, inputs=inputs, gold_outputs=gold_outputs, answers=answers, imports=imports)
+        results: list[Check | None] = [None] * len(codes)
+        pending = []
+        for i, (code, gold, answer) in enumerate(zip(codes, gold_outputs, answers)):
+            failure = checks.check_expression(answer, FailureKind.BAD_ANSWER)
+            if failure is not None:
+                results[i] = Check(False, failure)
+                continue
+            namespace = _parse(code, imports, i)[2]
+            pending.append((i, _evaluate_job(gold, namespace), _evaluate_job(answer, namespace)))
+        outcomes = self._run_jobs([job for _, gold_job, answer_job in pending for job in (gold_job, answer_job)])
+        for n, (i, _, _) in enumerate(pending):
+            results[i] = self._compare(outcomes[2 * n], outcomes[2 * n + 1])
+        return results  # type: ignore[return-value]
+
+    def check_input(self, codes: Sequence[str], gold_outputs: Sequence[str], answer_inputs: Sequence[str],
+                    imports: Sequence[Sequence[str]] | None = None) -> list[Check]:
+        """Abduction: does `f(answer_input)` equal the value of `gold_output`? The answer's
+        arguments are evaluated in one child, `f` is called on them in another."""
+        _same_length(codes=codes, gold_outputs=gold_outputs, answer_inputs=answer_inputs, imports=imports)
+        results: list[Check | None] = [None] * len(codes)
+        pending = []
+        for i, (code, gold, answer) in enumerate(zip(codes, gold_outputs, answer_inputs)):
+            prepend, tree, namespace = _parse(code, imports, i)
+            failure = (_check(tree, (), input_calls=False)
+                       or checks.check_arguments(answer, FailureKind.BAD_ANSWER))
+            if failure is not None:
+                results[i] = Check(False, failure)
+                continue
+            arguments_job = {"kind": "arguments", "imports": namespace, "input": answer}
+            pending.append((i, code, prepend, namespace, _evaluate_job(gold, namespace), arguments_job))
+        first = self._run_jobs([job for *_, gold_job, arguments_job in pending for job in (gold_job, arguments_job)])
+        calls = []
+        for n, (i, code, prepend, namespace, _, _) in enumerate(pending):
+            arguments = first[2 * n + 1]
+            if isinstance(arguments, Failure):
+                results[i] = Check(False, arguments)
+            else:
+                calls.append((n, {"kind": "call", "code": code, "imports": prepend, "namespace": namespace,
+                                  "calls": [{"args": arguments.get("value")}]}))
+        for (n, _), outcome in zip(calls, self._run_jobs([job for _, job in calls])):
+            results[pending[n][0]] = self._compare(first[2 * n], self._calls(outcome, 1)[0])
+        return results  # type: ignore[return-value]
+
+    def check_program(self, candidate_codes: Sequence[str], inputs_lists: Sequence[Sequence[str]],
+                      outputs_lists: Sequence[Sequence[str]], imports: Sequence[Sequence[str]] | None = None
+                      ) -> list[Check]:
+        """Induction: does the candidate program, with the gold program's `imports`
+        prepended, map every input of the list to the value of the matching output?"""
+        _same_length(candidate_codes=candidate_codes, inputs_lists=inputs_lists, outputs_lists=outputs_lists,
+                     imports=imports)
+        results: list[Check | None] = [None] * len(candidate_codes)
+        pending = []
+        for i, (code, inputs, outputs) in enumerate(zip(candidate_codes, inputs_lists, outputs_lists)):
+            if len(inputs) != len(outputs) or not inputs:
+                raise ValueError(f"item {i}: inputs and outputs must be non-empty lists of equal length, "
+                                 f"got {len(inputs)} and {len(outputs)}")
+            prepend, tree, namespace = _parse(code, imports, i)
+            failure = _check(tree, self.banned_imports, input_calls=True)
+            for text in inputs:
+                failure = failure or checks.check_arguments(text, FailureKind.BAD_INPUT)
+            if failure is not None:
+                results[i] = Check(False, failure)
+                continue
+            call_job = {"kind": "call", "code": code, "imports": prepend, "namespace": namespace,
+                        "calls": [{"input": text} for text in inputs]}
+            pending.append((i, call_job, [_evaluate_job(output, namespace) for output in outputs]))
+        jobs = [job for _, call_job, gold_jobs in pending for job in (call_job, *gold_jobs)]
+        timeouts = [self.timeout_s * (len(job["calls"]) if job["kind"] == "call" else 1) for job in jobs]
+        outcomes = iter(self._run_jobs(jobs, timeouts))
+        for i, call_job, gold_jobs in pending:
+            ran = self._calls(next(outcomes), len(call_job["calls"]))
+            golds = [next(outcomes) for _ in gold_jobs]
+            results[i] = self._all_pairs(ran, golds)
+        return results  # type: ignore[return-value]
+
+    # -- running jobs ------------------------------------------------------------------------
+
+    def _run_jobs(self, jobs: list[dict[str, Any]], timeouts: list[float] | None = None) -> list[Outcome]:
+        """Run each job in a fresh sandboxed child (identical jobs once) and return, in order,
+        its result dict (`{"ok": True, ...}`) or a Failure."""
+        timeouts = timeouts or [self.timeout_s] * len(jobs)
+        keys = [json.dumps([job, timeout], sort_keys=True) for job, timeout in zip(jobs, timeouts)]
+        unique = list(dict.fromkeys(keys))
+        position = {key: n for n, key in enumerate(unique)}
+        first_of = {key: (job, timeout) for key, job, timeout in zip(keys, jobs, timeouts)}
+        with self._lock:
+            if self._closed:
+                raise ExecutorError("the Executor is closed")
+            frames = self._run_frames([first_of[key] for key in unique])
+        outcomes = [self._outcome(frame, first_of[key][1]) for frame, key in zip(frames, unique)]
+        return [outcomes[position[key]] for key in keys]
+
+    def _run_frames(self, jobs: list[tuple[dict[str, Any], float]]) -> list:
+        if not jobs:
+            return []
+        # Jobs are pure (each runs in a fresh process), so after a lost template the whole
+        # batch is simply run again, once, on a new one.
+        for attempt in range(2):
+            try:
+                if self._template is None or not self._template.alive:
+                    self._template = TemplateProcess(self._config, self._namespaces)
+                return self._template.run(jobs)
+            except ProtocolError as exc:
+                if self._template is not None:
+                    self._template.close()
+                    self._template = None
+                if self._closed:
+                    raise ExecutorError("the Executor was closed while a batch was running") from exc
+                if attempt == 1:
+                    raise ExecutorError(f"the executor's template process failed twice: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def _outcome(self, frame: tuple[dict[str, Any], bytes, bytes], timeout_s: float) -> Outcome:
+        header, result, _ = frame
+        if header["timed_out"]:
+            return Failure(FailureKind.TIMEOUT, f"did not finish within {timeout_s:g} s")
+        if header["output_size"] >= self.max_file_mb << 20:
+            return Failure(FailureKind.OUTPUT_FLOOD, f"wrote {self.max_file_mb} MiB or more to stdout/stderr")
+        code = header["exit_code"]
+        if code < 0:
+            sig = -code
+            if sig == signal.SIGXCPU or (sig == signal.SIGKILL and header["cpu_s"] >= math.ceil(timeout_s)):
+                return Failure(FailureKind.TIMEOUT, f"used more than {timeout_s:g} s of CPU time")
+            if sig == signal.SIGXFSZ:
+                return Failure(FailureKind.OUTPUT_FLOOD, f"wrote more than {self.max_file_mb} MiB to a file or stdout")
+            return Failure(FailureKind.CRASHED, f"killed by {_signal_name(sig)}")
+        if not result:
+            return Failure(FailureKind.EXITED, f"the process exited (status {code}) without returning")
+        try:
+            if len(result) > RESULT_MAX_BYTES:
+                raise _MalformedResult("result too large")
+            data = json.loads(result)
+            return _parse_outcome(data)
+        except (ValueError, RecursionError, _MalformedResult) as exc:
+            return _malformed(exc)
+
+    # -- interpreting results ----------------------------------------------------------------
+
+    def _validation(self, outcome: Outcome) -> Validation:
+        if isinstance(outcome, Failure):
+            return Validation(False, failure=outcome)
+        try:
+            output = _field(outcome, "output", str)
+            encodings = _field(outcome, "values", list)
+            if len(encodings) != 3:
+                raise _MalformedResult("expected three values")
+            first, second, back = (values.decode(encoding) for encoding in encodings)
+        except (_MalformedResult, values.MalformedEncoding) as exc:
+            return Validation(False, failure=_malformed(exc))
+        if values.contains_nan(encodings[0]):
+            return Validation(False, failure=Failure(FailureKind.UNREPRESENTABLE,
+                                                     "the output contains NaN, which equals nothing"))
+        if first != second:
+            return Validation(False, failure=Failure(FailureKind.NON_DETERMINISTIC,
+                                                     "the two runs returned different values"))
+        if len(output) > self.max_output_chars:
+            return Validation(False, failure=Failure(FailureKind.OUTPUT_TOO_LONG,
+                                                     f"repr is {len(output)} characters"))
+        if back != first:
+            return Validation(False, failure=Failure(FailureKind.UNREPRESENTABLE,
+                                                     f"repr {output[:80]!r} does not evaluate back to an equal value"))
+        return Validation(True, output=output)
+
+    def _compare(self, gold: Outcome, answer: Outcome) -> Check:
+        """Check for `answer == gold` where both are outcomes carrying a "value"."""
+        if isinstance(gold, Failure):
+            return Check(False, Failure(gold.kind, f"gold output: {gold.message}"))
+        if isinstance(answer, Failure):
+            return Check(False, answer)
+        try:
+            gold_value = values.decode(_field(gold, "value", list))
+            answer_value = values.decode(_field(answer, "value", list))
+        except (_MalformedResult, values.MalformedEncoding) as exc:
+            return Check(False, _malformed(exc))
+        return Check(bool(answer_value == gold_value))
+
+    def _calls(self, outcome: Outcome, count: int) -> list[Outcome]:
+        """Per-call outcomes of a "call" job (the job's own failure repeated for each call)."""
+        if isinstance(outcome, Failure):
+            return [outcome] * count
+        try:
+            calls = _field(outcome, "results", list)
+            if len(calls) != count:
+                raise _MalformedResult("wrong number of call results")
+            return [_parse_outcome(call) for call in calls]
+        except _MalformedResult as exc:
+            return [_malformed(exc)] * count
+
+    def _all_pairs(self, ran: list[Outcome], golds: list[Outcome]) -> Check:
+        for n, (outcome, gold) in enumerate(zip(ran, golds)):
+            check = self._compare(gold, outcome)
+            if not check.passed:
+                failure = check.failure
+                if failure is not None:
+                    failure = Failure(failure.kind, f"pair {n}: {failure.message}")
+                return Check(False, failure)
+        return Check(True)
+
+
+def _evaluate_job(expression: str, namespace: list[str]) -> dict[str, Any]:
+    return {"kind": "evaluate", "imports": namespace, "expression": expression}
+
+
+def _parse(code: str, imports: Sequence[Sequence[str]] | None, i: int
+           ) -> tuple[list[str], ast.Module | Failure, list[str]]:
+    """(lines to prepend to the program, its AST or SYNTAX failure, the import lines that make
+    the namespace of outputs and answers: the given ones, or else the program's own)."""
+    prepend = [] if imports is None else list(imports[i])
+    if not all(isinstance(line, str) for line in prepend):
+        raise ValueError(f"imports[{i}] must be a list of import lines (str)")
+    tree = checks.parse_program(code, prepend)
+    if imports is not None:
+        return prepend, tree, prepend
+    return prepend, tree, [] if isinstance(tree, Failure) else checks.import_lines(tree)
+
+
+def _check(tree: ast.Module | Failure, banned: Sequence[str], *, input_calls: bool) -> Failure | None:
+    return tree if isinstance(tree, Failure) else checks.check_program(tree, banned, input_calls=input_calls)
+
+
+def _same_length(**sequences: Sequence[Any] | None) -> None:
+    lengths = {name: len(seq) for name, seq in sequences.items() if seq is not None}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"batch arguments must have equal lengths, got {lengths}")
+    for name, seq in sequences.items():
+        if isinstance(seq, str):
+            raise ValueError(f"{name} must be a sequence of items, not a single str")
+
+
+def _parse_outcome(data: Any) -> Outcome:
+    if not isinstance(data, dict) or not isinstance(data.get("ok"), bool):
+        raise _MalformedResult("not a result object")
+    if data["ok"]:
+        return data
+    try:
+        return Failure(FailureKind(data.get("kind")), _field(data, "message", str))
+    except ValueError:
+        raise _MalformedResult(f"unknown failure kind {data.get('kind')!r}") from None
+
+
+def _field(data: dict[str, Any], name: str, kind: type) -> Any:
+    value = data.get(name)
+    if type(value) is not kind:
+        raise _MalformedResult(f"field {name!r} missing or not a {kind.__name__}")
+    return value
+
+
+def _malformed(exc: Exception) -> Failure:
+    return Failure(FailureKind.SANDBOX_VIOLATION, f"the sandboxed process returned a malformed result ({exc})")
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"

@@ -1,0 +1,203 @@
+"""The training run: config -> mesh -> model -> self-play loop -> updates, checkpoints, metrics.
+
+A run lives in `out_dir`: `config.yaml` (the resolved config), `base_model/` (config.json,
+generation config and tokenizer of the starting model, so a checkpoint can be exported without
+the original folder), `checkpoints/<step>/` (orbax: parameters, optimizer state and a JSON
+record with the buffers), `metrics.jsonl` and `tb/`. Everything random derives from
+(config seed, step), so a resumed run repeats exactly what the uninterrupted run would do.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import yaml
+from flax import nnx
+
+from azr_jax.checkpoint import CheckpointStore
+from azr_jax.config import TrainConfig
+from azr_jax.errors import ConfigError
+from azr_jax.learner.batch import pack
+from azr_jax.learner.loss import ClipConfig
+from azr_jax.learner.optimizer import make_optimizer
+from azr_jax.learner.step import LossConfig, TrainStep
+from azr_jax.metrics import MetricsLogger
+from azr_jax.model import load_hf, load_tokenizer, make_mesh, resolve_model_path
+from azr_jax.model.atomic_dir import atomic_directory
+from azr_jax.model.hf_export import GENERATION_CONFIG, TOKENIZER_FILES
+from azr_jax.sampling import Sampler
+from azr_jax.selfplay.buffers import SelfPlayBuffers
+from azr_jax.selfplay.iteration import SelfPlay
+from azr_jax.typed_config import build, to_dict
+
+log = logging.getLogger(__name__)
+
+# Keys that may change when a run is resumed: how long and how it is observed, not what it learns.
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "tensorboard", "wandb_project", "progress",
+                     "eval.", "executor.workers")
+
+
+def _dtype(name: str) -> jnp.dtype:
+    return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_resume_compatible(saved: TrainConfig, current: TrainConfig) -> None:
+    """Refuse to resume with a config that changes what the run learns (ConfigError naming keys)."""
+    a, b = _flatten(to_dict(saved)), _flatten(to_dict(current))
+    changed = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k)
+                     and not any(k == r or (r.endswith(".") and k.startswith(r)) for r in RESUMABLE_CHANGES))
+    if changed:
+        details = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in changed)
+        raise ConfigError(f"cannot resume: the config differs from the run's in keys that change training "
+                          f"({details}); start a new out_dir or restore those values")
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _copy_base_model(source: Path, target: Path) -> None:
+    """config.json, generation config and tokenizer files of the starting model (no weights)."""
+    if target.is_dir():
+        return
+    with atomic_directory(target) as tmp:
+        for name in ("config.json", GENERATION_CONFIG, *TOKENIZER_FILES):
+            if (source / name).is_file():
+                shutil.copyfile(source / name, tmp / name)
+
+
+class Trainer:
+    """Owns every component of a run; `run()` trains from the start or the latest checkpoint."""
+
+    def __init__(self, cfg: TrainConfig, *, resume: bool = False):
+        self.out_dir = Path(cfg.out_dir)
+        self.primary = jax.process_index() == 0
+        config_file = self.out_dir / "config.yaml"
+        store_dir = self.out_dir / "checkpoints"
+        if resume:
+            if not config_file.is_file():
+                raise ConfigError(f"--resume: no run to resume in {self.out_dir} (config.yaml missing)")
+            check_resume_compatible(build(TrainConfig, yaml.safe_load(config_file.read_text())), cfg)
+        elif store_dir.is_dir() and any(p.name.isdigit() for p in store_dir.iterdir()):
+            raise ConfigError(f"{self.out_dir} already holds checkpoints of a run; pass --resume to continue it "
+                              f"or choose another out_dir")
+        self.cfg = cfg
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.primary:
+            _write_text_atomic(config_file, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+        self.mesh = make_mesh(cfg.mesh)
+        model_path = resolve_model_path(cfg.model.path)
+        if self.primary:
+            _copy_base_model(model_path, self.out_dir / "base_model")
+        log.info("loading %s on mesh %s", model_path, dict(self.mesh.shape))
+        self.model = load_hf(model_path, dtype=_dtype(cfg.model.param_dtype),
+                             compute_dtype=_dtype(cfg.model.compute_dtype), mesh=self.mesh, remat=True)
+        self.tokenizer = load_tokenizer(model_path)
+        self.sampler = Sampler(self.model, self.tokenizer, self.mesh, max_batch=cfg.rollout.max_batch)
+        o = cfg.optim
+        self.train_step = TrainStep(self.model, make_optimizer(o), LossConfig(
+            clip=ClipConfig(o.clip_low, o.clip_high, o.dual_clip), entropy_coef=o.entropy_coef,
+            aggregation=o.loss_aggregation, logprob_chunk=o.logprob_chunk,
+            temperature=cfg.rollout.temperature or 1.0), self.mesh)
+        _, self.params = nnx.split(self.model, nnx.Param)
+        self.opt_state = self.train_step.init_optimizer(self.params)
+        self.buffers = SelfPlayBuffers.initial(
+            seed_file=cfg.azr.seed_file, induction_seed_file=cfg.azr.induction_seed_file,
+            seed_size=cfg.azr.seed_size, min_seeds=1, max_programs=cfg.azr.max_programs)
+        self.store = CheckpointStore(store_dir, keep=cfg.keep_checkpoints)
+        self.step = 0
+        if resume:
+            self._restore()
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+    def _restore(self) -> None:
+        if self.store.latest_step() is None:
+            log.info("no checkpoint yet in %s: starting from step 0", self.store.directory)
+            return
+        self.params, self.opt_state, state = self.store.restore(params_like=self.params,
+                                                                opt_state_like=self.opt_state)
+        nnx.update(self.model, self.params)
+        self.step = int(state["step"])
+        self.buffers.load_state_dict(state["buffers"], resume_step=self.step)
+        log.info("resumed from step %d", self.step)
+
+    def save(self) -> None:
+        self.store.save(self.step, params=self.params, opt_state=self.opt_state,
+                        state={"step": self.step, "buffers": self.buffers.state_dict(), "config": to_dict(self.cfg)})
+
+    def run(self) -> None:
+        from azr_jax.executor import Executor  # the template process starts here, not at import
+
+        cfg = self.cfg
+        metrics = MetricsLogger(self.out_dir, tensorboard=cfg.tensorboard, wandb_project=cfg.wandb_project,
+                                resume_step=self.step if self.step else None, config=to_dict(cfg),
+                                enabled=self.primary)
+        workers = cfg.executor.workers or os.cpu_count() or 1
+        with Executor(workers=workers, timeout_s=cfg.executor.timeout_s, memory_mb=cfg.executor.memory_mb,
+                      max_output_chars=cfg.executor.max_output_chars, banned_imports=cfg.azr.banned_imports) as ex:
+            selfplay = SelfPlay(cfg, self.tokenizer, self.sampler, ex, self.buffers)
+            progress = _progress(cfg, self.step) if self.primary else None
+            try:
+                while self.step < cfg.steps:
+                    self.step += 1
+                    row = self._iteration(selfplay)
+                    metrics.log(self.step, row)
+                    if progress is not None:
+                        progress.update(1)
+                        progress.set_postfix(_summary(row), refresh=False)
+                    if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                        self.save()
+                if not self.store.all_steps() or self.store.latest_step() != self.step:
+                    self.save()
+            finally:
+                if progress is not None:
+                    progress.close()
+                self.store.close()
+                metrics.close()
+
+    def _iteration(self, selfplay: SelfPlay) -> dict[str, float]:
+        result = selfplay.iteration(self.step)
+        start = time.perf_counter()
+        batch = pack(result.sequences, micro_batch_size=self.cfg.optim.micro_batch_size, pad_id=self.pad_id)
+        self.params, self.opt_state, learner = self.train_step(self.params, self.opt_state, batch)
+        nnx.update(self.model, self.params)  # the sampler reads these same arrays next iteration
+        row = {**result.metrics, **learner, "time/update_s": time.perf_counter() - start}
+        row["time/iteration_s"] = row["time/selfplay_s"] + row["time/update_s"]
+        return row
+
+
+def _summary(row: dict[str, float]) -> dict[str, str]:
+    keys = {"valid": "/propose/valid_rate", "acc": "/solve/accuracy"}
+    out = {}
+    for short, suffix in keys.items():
+        vals = [v for k, v in row.items() if k.endswith(suffix) and v == v]
+        if vals:
+            out[short] = f"{sum(vals) / len(vals):.2f}"
+    out["s/it"] = f"{row['time/iteration_s']:.0f}"
+    return out
+
+
+def _progress(cfg: TrainConfig, start: int):
+    if not cfg.progress:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=cfg.steps, initial=start, desc="azr", unit="it", dynamic_ncols=True)
