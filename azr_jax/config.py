@@ -10,10 +10,10 @@ from typing import Literal
 
 from azr_jax.typed_config import load, option, section
 from azr_jax.errors import ConfigError
+from azr_jax.executor.checks import DEFAULT_BANNED_IMPORTS
 from azr_jax.model.embedded import DEFAULT_MODEL
 from azr_jax.model.sharding import MeshConfig
 from azr_jax.selfplay.rewards import IntrinsicReward
-from azr_jax.selfplay.tasks import DEFAULT_BANNED_IMPORTS
 
 TaskName = Literal["deduction", "abduction", "induction"]
 Dtype = Literal["float32", "bfloat16"]

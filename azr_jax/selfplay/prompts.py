@@ -15,7 +15,8 @@ import numpy as np
 
 from azr_jax.errors import ConfigError, PromptBudgetError
 from azr_jax.selfplay.options import check_choice
-from azr_jax.selfplay.tasks import DEFAULT_BANNED_IMPORTS, InductionTask, TaskType, Triplet
+from azr_jax.executor.checks import DEFAULT_BANNED_IMPORTS
+from azr_jax.selfplay.tasks import InductionTask, TaskType, Triplet
 
 INPUT_PLACEHOLDER = "f(<|YOUR INPUT WILL BE PLUGGED HERE|>)"
 

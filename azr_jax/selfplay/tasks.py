@@ -15,14 +15,6 @@ from typing import Any
 
 from azr_jax.errors import SeedDataError
 
-# azr-reference §5.2, de-duplicated (the reference lists datetime twice). Shown to proposers and
-# enforced by the executor.
-DEFAULT_BANNED_IMPORTS: tuple[str, ...] = (
-    "logging", "random", "multiprocessing", "pebble", "subprocess", "threading", "datetime",
-    "time", "hashlib", "hmac", "bcrypt", "os.sys", "os.path", "sys.exit", "os.environ", "calendar",
-)
-
-
 class TaskType(str, enum.Enum):
     """The three AZR reasoning modes, named as in the paper."""
 
