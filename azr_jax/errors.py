@@ -31,3 +31,8 @@ class RewardHookError(AzrError, ValueError):
 
 class MissingPackageError(AzrError, ImportError):
     """An optional package that a requested feature needs is not installed."""
+
+
+class SamplingError(AzrError, ValueError):
+    """A generation request is invalid: bad sampling parameters, or a prompt that is empty, too
+    long for the cache, or holds token ids outside the model's vocabulary."""
