@@ -36,3 +36,8 @@ class MissingPackageError(AzrError, ImportError):
 class ExecutorError(AzrError, RuntimeError):
     """The sandboxed executor itself failed (not a program it ran): its template process
     could not be started or kept failing, or the Executor was used after close()."""
+
+
+class SamplingError(AzrError, ValueError):
+    """A generation request is invalid: bad sampling parameters, or a prompt that is empty, too
+    long for the cache, or holds token ids outside the model's vocabulary."""

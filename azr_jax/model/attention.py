@@ -4,10 +4,15 @@ Keys and values are laid out [B, KVH, S, Dh] (as in the KV cache), so every scor
 matmul has its batch dims (B, KVH) leading and the cache is read without a transpose. Keys may
 come in several blocks (e.g. the cache and the new tokens) that share one softmax; the cache is
 only read, never concatenated with the new keys, so no per-step copy of it is made.
+
+A decode step (one new query per row) uses `decode_attention` instead, which reads the cache in
+fixed-size blocks only up to its filled length, so its cost follows the live length rather than
+the capacity.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -19,17 +24,32 @@ KeyBlock = tuple[jax.Array, jax.Array, jax.Array]
 """(k [B, KVH, S, Dh], v [B, KVH, S, Dh], mask bool [B, T, S]) for one block of keys."""
 
 
+class CacheRead(NamedTuple):
+    """What one layer's new queries see of the KV cache.
+
+    k/v are the whole cache [layers, B, KVH, S, Dh]; attention slices `layer` (and, in decode,
+    one key block at a time) itself, so no per-layer copy of the full cache is made.
+    """
+
+    k: jax.Array
+    v: jax.Array
+    layer: jax.Array  # int32 scalar
+    visible: jax.Array  # bool [B, S]: the slot holds a real token, before `length`
+    length: jax.Array  # int32 scalar: slots at and after it are empty
+
+    def layer_block(self, num_queries: int) -> KeyBlock:
+        """This layer's whole cache as a KeyBlock for `num_queries` new queries."""
+        k = jax.lax.dynamic_index_in_dim(self.k, self.layer, keepdims=False)
+        v = jax.lax.dynamic_index_in_dim(self.v, self.layer, keepdims=False)
+        b, s = self.visible.shape
+        return k, v, jnp.broadcast_to(self.visible[:, None, :], (b, num_queries, s))
+
+
 def causal_mask(input_mask: jax.Array) -> jax.Array:
     """bool [B, T, T]: query t sees key s iff s <= t and input_mask[b, s]."""
     t = input_mask.shape[1]
     causal = jnp.tril(jnp.ones((t, t), dtype=bool))
     return causal[None] & input_mask[:, None, :]
-
-
-def cache_mask(valid: jax.Array, length: jax.Array, num_queries: int) -> jax.Array:
-    """bool [B, T, S]: every new query sees cache slot s iff s < length and valid[b, s]."""
-    visible = valid & (jnp.arange(valid.shape[1]) < length)[None, :]
-    return jnp.broadcast_to(visible[:, None, :], (valid.shape[0], num_queries, valid.shape[1]))
 
 
 def heads_first(x: jax.Array) -> jax.Array:
@@ -60,3 +80,44 @@ def attention(q: jax.Array, blocks: Sequence[KeyBlock], scale: float) -> jax.Arr
                           preferred_element_type=jnp.float32)
         start += size
     return out.astype(q.dtype).transpose(0, 3, 1, 2, 4).reshape(b, t, h, d)
+
+
+def decode_attention(q: jax.Array, cached: CacheRead, k_new: jax.Array, v_new: jax.Array, scale: float,
+                     block: int) -> jax.Array:
+    """Attention of one new query per row, q [B, 1, H, Dh], over the visible cache slots and its
+    own key/value (k_new, v_new [B, KVH, 1, Dh]).
+
+    The cache is read `block` slots at a time for ceil(length / block) blocks only (a loop with a
+    dynamic trip count), the blocks combined by a running softmax: the cost follows the filled
+    length, not the capacity. The capacity must be a multiple of `block`.
+    """
+    b, _, h, d = q.shape
+    kv_heads = k_new.shape[1]
+    groups = h // kv_heads
+    capacity = cached.k.shape[3]
+    if capacity % block:
+        raise ValueError(f"cache capacity {capacity} is not a multiple of the key block {block}")
+    qg = q.reshape(b, kv_heads, groups, d)
+    # The query's own key is always visible: start the running softmax from it, so the running
+    # maximum is finite and rows with no visible cache slot come out right.
+    running_max = jnp.einsum("bkgd,bkd->bkg", qg, k_new[:, :, 0], preferred_element_type=jnp.float32) * scale
+    total = jnp.ones_like(running_max)
+    out = jnp.broadcast_to(v_new[:, :, 0, None, :].astype(jnp.float32), (b, kv_heads, groups, d))
+
+    def read_block(i, carry):
+        running_max, total, out = carry
+        start = (cached.layer, 0, 0, i * block, 0)
+        k = jax.lax.dynamic_slice(cached.k, start, (1, b, kv_heads, block, d))[0]
+        v = jax.lax.dynamic_slice(cached.v, start, (1, b, kv_heads, block, d))[0]
+        visible = jax.lax.dynamic_slice_in_dim(cached.visible, i * block, block, axis=1)[:, None, None, :]
+        scores = jnp.einsum("bkgd,bksd->bkgs", qg, k, preferred_element_type=jnp.float32) * scale
+        new_max = jnp.maximum(running_max, jnp.max(jnp.where(visible, scores, _MASKED), axis=-1))
+        probs = jnp.where(visible, jnp.exp(scores - new_max[..., None]), 0.0)
+        rescale = jnp.exp(running_max - new_max)
+        out = out * rescale[..., None] + jnp.einsum("bkgs,bksd->bkgd", probs.astype(q.dtype), v,
+                                                    preferred_element_type=jnp.float32)
+        return new_max, total * rescale + jnp.sum(probs, axis=-1), out
+
+    num_blocks = (cached.length + block - 1) // block
+    _, total, out = jax.lax.fori_loop(0, num_blocks, read_block, (running_max, total, out))
+    return (out / total[..., None]).astype(q.dtype).reshape(b, 1, h, d)

@@ -22,12 +22,16 @@ class KVCache:
 
     Writing past `capacity` is not checked on device (it would clamp and overwrite the last
     slots); callers stop before `length + new_tokens > capacity`.
+
+    `empty` is static (known when tracing): `init` sets it, so the first forward pass through
+    a fresh cache (the prefill) does not attend over its all-masked slots.
     """
 
     k: jax.Array
     v: jax.Array
     valid: jax.Array
     length: jax.Array
+    empty: bool = flax.struct.field(pytree_node=False, default=False)
 
     @property
     def capacity(self) -> int:
@@ -42,13 +46,13 @@ class KVCache:
 
         def empty() -> KVCache:
             return cls(k=jnp.zeros(kv_shape, dtype), v=jnp.zeros(kv_shape, dtype),
-                       valid=jnp.zeros((batch, capacity), bool), length=jnp.zeros((), jnp.int32))
+                       valid=jnp.zeros((batch, capacity), bool), length=jnp.zeros((), jnp.int32), empty=True)
 
         if mesh is None:
             return empty()
         kv = activation_sharding(mesh, "kv", kv_shape)
         shardings = cls(k=kv, v=kv, valid=activation_sharding(mesh, "kv_valid", (batch, capacity)),
-                        length=activation_sharding(mesh, "scalar", ()))
+                        length=activation_sharding(mesh, "scalar", ()), empty=True)
         return jax.jit(empty, out_shardings=shardings)()
 
     def append(self, k_new: jax.Array, v_new: jax.Array, input_mask: jax.Array) -> "KVCache":

@@ -66,6 +66,7 @@ ACTIVATION_AXES: dict[str, tuple[str, ...]] = {
     "logits": ("batch", "length", "vocab"),
     "kv": ("layers", "batch", "kv_heads", "length", "head_dim"),
     "kv_valid": ("batch", "length"),
+    "rows": ("batch",),
     "scalar": (),
 }
 

@@ -6,11 +6,13 @@ norms, softmax and logits are computed in float32.
 """
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from azr_jax.model.attention import KeyBlock, attention, cache_mask, causal_mask, heads_first
+from azr_jax.model.attention import CacheRead, attention, causal_mask, decode_attention, heads_first
 from azr_jax.model.config import ModelConfig
 from azr_jax.model.kv_cache import KVCache
 from azr_jax.model.rope import apply_rope, inverse_frequencies, rope_tables
@@ -77,15 +79,20 @@ class Attention(nnx.Module):
         self.scale = c.head_dim ** -0.5
 
     def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array,
-                 cached: KeyBlock | None) -> tuple[jax.Array, jax.Array, jax.Array]:
+                 cached: CacheRead | None, key_block: int) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Returns (output [B, T, D], new keys, new values [B, KVH, T, Dh])."""
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, cos, sin), heads_first(apply_rope(k, cos, sin))
         v = heads_first(v)
-        blocks = [(k, v, mask)] if cached is None else [cached, (k, v, mask)]
-        return self.o_proj(attention(q, blocks, self.scale)), k, v
+        if cached is None:
+            out = attention(q, [(k, v, mask)], self.scale)
+        elif q.shape[1] == 1:
+            out = decode_attention(q, cached, k, v, self.scale, key_block)
+        else:
+            out = attention(q, [cached.layer_block(q.shape[1]), (k, v, mask)], self.scale)
+        return self.o_proj(out), k, v
 
 
 class MLP(nnx.Module):
@@ -113,8 +120,8 @@ class DecoderLayer(nnx.Module):
         self.mlp = MLP(config, param_dtype=param_dtype, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array,
-                 cached: KeyBlock | None) -> tuple[jax.Array, jax.Array, jax.Array]:
-        a, k, v = self.attn(self.attn_norm(x), cos, sin, mask, cached)
+                 cached: CacheRead | None, key_block: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+        a, k, v = self.attn(self.attn_norm(x), cos, sin, mask, cached, key_block)
         x = x + a
         return x + self.mlp(self.mlp_norm(x)), k, v
 
@@ -147,7 +154,7 @@ class Transformer(nnx.Module):
                         Embed(config.vocab_size, config.hidden_size, param_dtype=param_dtype, rngs=rngs))
 
     def hidden_states(self, tokens: jax.Array, positions: jax.Array, *, input_mask: jax.Array | None = None,
-                      cache: KVCache | None = None) -> tuple[jax.Array, KVCache | None]:
+                      cache: KVCache | None = None, key_block: int = 512) -> tuple[jax.Array, KVCache | None]:
         """Final-norm hidden states [B, T, D] (compute dtype) of int32 tokens [B, T].
 
         `positions` [B, T] are each token's RoPE positions. Without a cache, query t sees key s
@@ -155,6 +162,9 @@ class Transformer(nnx.Module):
         [cache.length, cache.length + T) and also see the valid slots before cache.length; the
         updated cache is returned. Masked (pad) queries give finite values that no other
         position sees.
+
+        A decode step (T == 1) reads the cache `key_block` slots at a time (clipped to a divisor
+        of the capacity), only up to cache.length; other calls read the whole cache.
         """
         b, t = tokens.shape
         if input_mask is None:
@@ -162,20 +172,24 @@ class Transformer(nnx.Module):
         x = constrain(self.embed.encode(tokens).astype(self.dtype), "hidden")
         cos, sin = rope_tables(inverse_frequencies(self.config), positions, self.dtype)
         mask = causal_mask(input_mask)
-        old_mask = None if cache is None else cache_mask(cache.valid, cache.length, t)
+        reads_cache = cache is not None and not cache.empty
+        if reads_cache:
+            visible = cache.valid & (jnp.arange(cache.capacity) < cache.length)[None, :]
+            key_block = math.gcd(cache.capacity, key_block)
         layers_def, layers_state = nnx.split(self.layers)
 
         def layer_step(h, xs):
-            layer_state, old_kv = xs
-            cached = None if old_kv is None else (*old_kv, old_mask)
-            h, k, v = nnx.merge(layers_def, layer_state)(h, cos, sin, mask, cached)
-            # New keys/values leave the scan as outputs; the cache itself stays read-only here.
+            layer_state, layer = xs
+            # The cache enters every layer whole (read-only); attention slices what it reads.
+            cached = CacheRead(cache.k, cache.v, layer, visible, cache.length) if reads_cache else None
+            h, k, v = nnx.merge(layers_def, layer_state)(h, cos, sin, mask, cached, key_block)
+            # New keys/values leave the scan as outputs, written into the cache after it.
             return constrain(h, "hidden"), (None if cache is None else (k, v))
 
         if self.remat:
             layer_step = jax.checkpoint(layer_step, prevent_cse=False)
-        old_kv = None if cache is None else (cache.k, cache.v)
-        x, new_kv = jax.lax.scan(layer_step, x, (layers_state, old_kv))
+        layer_ids = jnp.arange(self.config.num_layers, dtype=jnp.int32)
+        x, new_kv = jax.lax.scan(layer_step, x, (layers_state, layer_ids))
         if cache is not None:
             cache = cache.append(*new_kv, input_mask)
         return self.final_norm(x), cache

@@ -5,8 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from azr_jax.model import DEFAULT_MODEL, resolve_model_path
-from model_testlib import TINY_CONFIGS, TinyModel, build_tiny
+from model_testlib import TINY_CONFIGS, TinyModel, build_tiny, converted_smollm2
 
 
 @pytest.fixture(scope="session")
@@ -18,4 +17,4 @@ def tiny_models(tmp_path_factory) -> dict[str, TinyModel]:
 @pytest.fixture(scope="session")
 def smollm2_path(tmp_path_factory) -> Path:
     """The embedded default converted from its GGUF file, once per test session."""
-    return resolve_model_path(DEFAULT_MODEL, cache_dir=tmp_path_factory.mktemp("azr_cache"))
+    return converted_smollm2(tmp_path_factory)

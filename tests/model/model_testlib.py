@@ -38,12 +38,13 @@ class TinyModel:
         return AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype).eval()
 
 
-def build_tiny(name: str, folder: Path, dtype: torch.dtype = torch.float32, seed: int = 0) -> Path:
+def build_tiny(name: str, folder: Path, dtype: torch.dtype = torch.float32, seed: int = 0, **overrides) -> Path:
     """Saves a random transformers model whose every tensor (norm scales and biases included)
-    is random, so a swapped or mis-shaped tensor cannot go unnoticed."""
+    is random, so a swapped or mis-shaped tensor cannot go unnoticed. `overrides` change
+    config.json keys of TINY_CONFIGS[name]."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    config = AutoConfig.for_model(**TINY_CONFIGS[name])
+    config = AutoConfig.for_model(**{**TINY_CONFIGS[name], **overrides})
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     with torch.no_grad():
@@ -56,6 +57,14 @@ def build_tiny(name: str, folder: Path, dtype: torch.dtype = torch.float32, seed
                 p.copy_(0.15 * torch.randn_like(p))
     model.to(dtype).save_pretrained(folder)
     return folder
+
+
+def converted_smollm2(tmp_path_factory) -> Path:
+    """The embedded default converted from its GGUF file into this test session's temporary
+    folder: once per session, whichever test folder asks first."""
+    from azr_jax.model import DEFAULT_MODEL, resolve_model_path
+
+    return resolve_model_path(DEFAULT_MODEL, cache_dir=tmp_path_factory.getbasetemp() / "azr_cache")
 
 
 def torch_logits(model, tokens: np.ndarray, attention_mask: np.ndarray | None = None,
