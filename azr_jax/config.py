@@ -27,6 +27,8 @@ class ModelOptions:
     prompt_template: Literal["r1", "chat"] = option(
         "r1", "r1: the think/answer text template for base models; chat: the tokenizer's chat "
         "template (instruct models)")
+    remat: bool = option(True, "recompute each layer's activations in the backward pass (saves memory on "
+                               "long sequences, costs about a third more compute)")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class RolloutOptions:
 class RewardOptions:
     format_reward: bool = option(True, "require the <think>...</think><answer>...</answer> format "
                                        "(otherwise the reward is -1)")
+    require_answer_tag: bool = option(True, "answers are read from <answer>...</answer> only; false: without "
+                                            "the tag, from the text after </think> (or the whole response)")
     learnability: Literal["one_minus", "inverse"] = option(
         "one_minus", "one_minus: r = 1-p if p > 0 else 0; inverse: r = 1-p")
     induction_accuracy: Literal["binary", "mean", "any"] = option(

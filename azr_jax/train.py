@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("absl", "jax._src.xla_bridge"):  # orbax's per-save chatter, the TPU probe on CPU hosts
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         if args.multihost:
             import jax

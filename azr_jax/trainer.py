@@ -110,7 +110,8 @@ class Trainer:
             _copy_base_model(model_path, self.out_dir / "base_model")
         log.info("loading %s on mesh %s", model_path, dict(self.mesh.shape))
         self.model = load_hf(model_path, dtype=_dtype(cfg.model.param_dtype),
-                             compute_dtype=_dtype(cfg.model.compute_dtype), mesh=self.mesh, remat=True)
+                             compute_dtype=_dtype(cfg.model.compute_dtype), mesh=self.mesh,
+                             remat=cfg.model.remat)
         self.tokenizer = load_tokenizer(model_path)
         self.sampler = Sampler(self.model, self.tokenizer, self.mesh, max_batch=cfg.rollout.max_batch)
         o = cfg.optim
@@ -180,6 +181,8 @@ class Trainer:
         batch = pack(result.sequences, micro_batch_size=self.cfg.optim.micro_batch_size, pad_id=self.pad_id)
         self.params, self.opt_state, learner = self.train_step(self.params, self.opt_state, batch)
         nnx.update(self.model, self.params)  # the sampler reads these same arrays next iteration
+        log.info("step %d: update on %d sequences (padded batch %s) took %.1f s", self.step, len(result.sequences),
+                 "x".join(map(str, batch.tokens.shape)), time.perf_counter() - start)
         row = {**result.metrics, **learner, "time/update_s": time.perf_counter() - start}
         row["time/iteration_s"] = row["time/selfplay_s"] + row["time/update_s"]
         return row

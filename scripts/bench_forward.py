@@ -9,22 +9,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchlib import median_seconds  # noqa: E402
 
-def _median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up (and compilation for JAX)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+
 
 
 def main() -> None:
@@ -53,7 +45,7 @@ def main() -> None:
     graphdef, state = nnx.split(model)
     forward = jax.jit(lambda state, tokens: nnx.merge(graphdef, state)(tokens))
     device_tokens = jnp.asarray(tokens)
-    jax_s = _median_seconds(lambda: forward(state, device_tokens).block_until_ready(), args.repeats)
+    jax_s = median_seconds(lambda: forward(state, device_tokens).block_until_ready(), args.repeats)
     print(f"model {path} | batch {args.batch} x {args.length} tokens | float32 | device {jax.devices()[0]}")
     print(f"azr-jax      : {n_tokens / jax_s:10.1f} tokens/s  (median {jax_s * 1e3:.0f} ms)")
     if args.skip_torch:
@@ -70,7 +62,7 @@ def main() -> None:
         with torch.inference_mode():
             hf(torch_tokens).logits
 
-    torch_s = _median_seconds(torch_forward, args.repeats)
+    torch_s = median_seconds(torch_forward, args.repeats)
     print(f"transformers : {n_tokens / torch_s:10.1f} tokens/s  (median {torch_s * 1e3:.0f} ms, "
           f"torch threads {torch.get_num_threads()}, attention {hf.config._attn_implementation})")
     print(f"ratio azr-jax / transformers: {torch_s / jax_s:.2f}x")

@@ -15,6 +15,7 @@ a scripted policy through the same interface.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,8 @@ from azr_jax.selfplay.scoring import (ProposalCheck, answer_accuracies, check_in
                                       check_io_proposals)
 from azr_jax.selfplay.tasks import GROUPS, InductionTask, Role, TaskType, Triplet
 
+log = logging.getLogger(__name__)
+
 
 class Policy(Protocol):
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> Sequence[Any]: ...
@@ -55,10 +58,7 @@ class _Response:
     ids: list[int]
     logprobs: np.ndarray
     generation: str  # what the prompt opened + the response text
-
-    @property
-    def answer(self) -> str | None:
-        return extract_answer(self.generation)
+    answer: str | None  # see parsing.extract_answer
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,10 @@ class IterationResult:
 
 
 class _Timer:
-    def __init__(self) -> None:
+    """Seconds per phase, each phase also logged: an iteration can take minutes."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
         self.seconds: dict[str, float] = {}
 
     @contextlib.contextmanager
@@ -78,7 +81,9 @@ class _Timer:
         try:
             yield
         finally:
-            self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + elapsed
+            log.info("step %d: %s took %.1f s", self.step, phase, elapsed)
 
     def timed(self, phase: str, fn, *args):
         with self(phase):
@@ -138,9 +143,15 @@ class SelfPlay:
         r = self.cfg.rollout
         params = SamplingParams(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
                                 top_k=r.top_k, n=n, seed=seed)
+        log.info("sampling %d prompts x %d (longest prompt %d tokens)", len(jobs), n, max(len(j.ids) for j in jobs))
         samples = self.policy.generate([j.ids for j in jobs], params)
-        return [_Response(list(s.tokens), np.asarray(s.logprobs, np.float32),
-                          generation_text(jobs[s.prompt_index].prompt.opening, s.text)) for s in samples]
+        require_tag = self.cfg.azr.reward.require_answer_tag
+        responses = []
+        for s in samples:
+            generation = generation_text(jobs[s.prompt_index].prompt.opening, s.text)
+            responses.append(_Response(list(s.tokens), np.asarray(s.logprobs, np.float32), generation,
+                                       extract_answer(generation, require_tag=require_tag)))
+        return responses
 
     def _seed(self, step: int, call: int) -> int:
         return int(np.random.SeedSequence([self.cfg.seed, step, call]).generate_state(1)[0])
@@ -167,7 +178,7 @@ class SelfPlay:
     # -- the iteration ----------------------------------------------------------------------
 
     def iteration(self, step: int) -> IterationResult:
-        cfg, timer = self.cfg, _Timer()
+        cfg, timer = self.cfg, _Timer(step)
         start = time.perf_counter()
         rng = np.random.default_rng([cfg.seed, step])
         with timer("prompts"):

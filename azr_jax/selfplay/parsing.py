@@ -36,14 +36,20 @@ def generation_text(prompt_opening: str, response: str) -> str:
     return (prompt_opening + response).strip()
 
 
-def extract_answer(generation: str) -> str | None:
+def extract_answer(generation: str, *, require_tag: bool = True) -> str | None:
     """Text after the LAST ``<answer>`` up to the next ``</answer>`` (or the end), stripped.
 
-    None when there is no ``<answer>`` tag (the reference returns "" there).
+    Without an ``<answer>`` tag: None when `require_tag` (the reference returns "" there);
+    otherwise the text after the last ``</think>``, or the whole generation after its opening
+    ``<think>`` (for small models that answer in blocks but never learned the tags).
     """
     start = generation.rfind("<answer>")
     if start < 0:
-        return None
+        if require_tag:
+            return None
+        end_think = generation.rfind("</think>")
+        body = generation[end_think + len("</think>"):] if end_think >= 0 else generation.removeprefix("<think>")
+        return body.strip()
     body = generation[start + len("<answer>"):]
     end = body.find("</answer>")
     return (body if end < 0 else body[:end]).strip()

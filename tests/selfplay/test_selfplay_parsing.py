@@ -288,3 +288,15 @@ def test_huge_hostile_response_is_parsed_statically():
     program = f"def f(a):\n    return {'[' * 300}a{']' * 300}"
     parsed = parse_io_proposal(f"{block('python', program)}\n{block('input', '1')}")
     assert parsed.ok and parsed.value.imports == ()
+
+
+@pytest.mark.parametrize("generation, expected", [
+    ("<think> a </think> <answer> b </answer>", "b"),  # the tag still wins
+    ("<think> plan </think>\n```output\n3\n```", "```output\n3\n```"),
+    ("<think> The output is:\n```output\n3\n```", "The output is:\n```output\n3\n```"),
+    ("```input\n1\n```", "```input\n1\n```"),
+])
+def test_answers_without_the_tag_when_it_is_not_required(generation, expected):
+    assert extract_answer(generation, require_tag=False) == expected
+    if "<answer>" not in generation:
+        assert extract_answer(generation) is None

@@ -1,0 +1,204 @@
+"""One self-play iteration driven by a scripted policy: canned responses with known rewards go
+through the real executor, buffers and TRR++, via the same interface the sampler offers."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from azr_jax.config import load_train_config
+from azr_jax.executor import Executor
+from azr_jax.selfplay.buffers import SelfPlayBuffers
+from azr_jax.selfplay.iteration import SelfPlay
+from azr_jax.selfplay.tasks import TaskType
+
+EOS = 256
+
+
+class ByteTokenizer:
+    """Bytes as token ids (enough for prompts and responses; the loop only encodes and counts)."""
+
+    eos_token_id = EOS
+
+    def encode(self, text, add_special_tokens=False):
+        return list(text.encode())
+
+
+@dataclass
+class Sample:
+    tokens: list[int]
+    text: str
+    logprobs: list[float]
+    prompt_index: int
+
+
+def _answer(body: str) -> str:
+    return f"I reasoned.</think>\n<answer>{body}</answer>"
+
+
+def _io(program: str, value: str, tag: str = "input") -> str:
+    return f"```python\n{program}\n```\n```{tag}\n{value}\n```"
+
+
+DOUBLE = "def f(x):\n    return x * 2"
+REVERSE = "def f(s):\n    return s[::-1]"
+TRIPLE = "def f(x):\n    return x * 3"
+IDENTITY = "def f(a):\n    return a"
+
+
+def script(prompt: str, nth: int, sample: int) -> str:
+    """The canned response to the `nth` prompt of its kind in one call (sample `sample` of n)."""
+    if "Write a New Python Code Snippet" in prompt:
+        if "recovering the input" in prompt:  # abduction proposals: a good one, a valid one with a bad format
+            return (_answer(_io(REVERSE, "'abc'")) if nth == 0
+                    else f"no closing think <answer>{_io(TRIPLE, '2')}</answer>")
+        return _answer(_io(DOUBLE, "3")) if nth == 0 else "I give up."  # deduction proposals
+    if "Inputs and a Message" in prompt:  # induction proposals on the identity program
+        if nth == 0:
+            return _answer("```input\n1\n```\n```input\n'hi'\n```\n```message\nit echoes its argument\n```")
+        return _answer("```input\n1\n```\n```message\ntoo few inputs\n```")
+    if "Find One Input" in prompt:  # abduction solver
+        if "s[::-1]" in prompt:  # learnability rollouts of proposal 0: one right, one wrong
+            return _answer(f"```input\n{'abc' if sample == 0 else 'xyz'!r}\n```")
+        if "x * 3" in prompt:
+            return _answer("```input\n2\n```")
+        return _answer('```input\n"Hello world"\n```' if nth == 0 else '```input\n"bye"\n```')
+    if "Work Out the Output" in prompt:  # deduction solver
+        if "x * 2" in prompt:
+            return _answer(f"```output\n{6 if sample == 0 else 7}\n```")
+        return _answer('```output\n"Hello world"\n```') if nth == 0 else "no answer at all"
+    if "Work Out the Function" in prompt:  # induction solver
+        if "it echoes its argument" in prompt:  # learnability: both solve it
+            return _answer(f"```python\n{IDENTITY}\n```")
+        return _answer(f"```python\n{IDENTITY if nth == 0 else 'def f(a):' + chr(10) + '    return 0'}\n```")
+    raise AssertionError(f"unexpected prompt: {prompt[:200]}")
+
+
+class ScriptedPolicy:
+    def __init__(self):
+        self.calls = []
+
+    def generate(self, prompts, params):
+        self.calls.append((prompts, params))
+        texts = [bytes(p).decode() for p in prompts]
+        seen: dict[str, int] = {}
+        out = []
+        for i, text in enumerate(texts):
+            heading = text[text.index("## Task:"):text.index("\n", text.index("## Task:"))]
+            kind = (heading, "recovering the input" in text)  # the two proposer prompts share a heading
+            nth = seen.get(kind, 0)
+            seen[kind] = nth + 1
+            for k in range(params.n):
+                response = script(text, nth, k)
+                tokens = list(response.encode()) + [EOS]
+                out.append(Sample(tokens, response, [-0.5] * len(tokens), i))
+        return out
+
+
+@pytest.fixture(scope="module")
+def executor():
+    with Executor(workers=2, timeout_s=5) as ex:
+        yield ex
+
+
+def _config(**overrides):
+    base = ["azr.batch_size=2", "optim.micro_batch_size=2", "azr.num_references=1", "azr.induction_inputs=2",
+            "azr.learnability_samples=2", "rollout.max_prompt_tokens=100000", "rollout.max_new_tokens=64",
+            "rollout.temperature=0.8", "seed=3"]
+    return load_train_config(overrides=base + [f"{k}={v}" for k, v in overrides.items()])
+
+
+def _np_trr(rewards, lengths):
+    """Token-weighted whitening of one group (azr-reference §8.1), written out plainly."""
+    r, w = np.asarray(rewards, float), np.asarray(lengths, float)
+    n = w.sum()
+    mu = (w * r).sum() / (n + 1e-8)
+    var = (w * (r - mu) ** 2).sum() / (n + 1e-8) * n / (n - 1)
+    return (r - mu) / np.sqrt(var + 1e-8)
+
+
+def test_one_iteration_with_known_rewards(executor):
+    cfg = _config()
+    buffers = SelfPlayBuffers.initial(max_programs=cfg.azr.max_programs)
+    policy = ScriptedPolicy()
+    result = SelfPlay(cfg, ByteTokenizer(), policy, executor, buffers).iteration(step=1)
+    m = result.metrics
+
+    # Three sampler calls: proposals (n=1), solver batch (n=1), learnability (n=2), all at T=0.8.
+    assert [c[1].n for c in policy.calls] == [1, 1, 2]
+    assert {c[1].temperature for c in policy.calls} == {0.8}
+    assert len(policy.calls[0][0]) == 6 and len(policy.calls[1][0]) == 6
+    assert len(policy.calls[2][0]) == 4  # valid proposals: abduction x2, deduction x1, induction x1
+
+    # Rewards, group by group in the reference's order (gen_i, pred_i, gen_o, pred_o, gen_f, pred_f).
+    expected_rewards = [
+        [0.5, -1.0],   # abduction propose: p = 1/2 -> 1 - p; valid but badly formatted -> -1
+        [1.0, -0.5],   # abduction solve: right; formatted but wrong
+        [0.5, -1.0],   # deduction propose: p = 1/2; no answer tag -> invalid
+        [1.0, -1.0],   # deduction solve: right; no answer (format fails)
+        [-0.5, -1.0],  # induction propose: always solved (p = 1) -> -0.5; too few inputs -> invalid
+        [1.0, -0.5],   # induction solve: identity passes the hidden pairs; `return 0` does not
+    ]
+    assert m["abduction/propose/reward_mean"] == pytest.approx(-0.25)
+    assert m["deduction/solve/reward_mean"] == pytest.approx(0.0)
+    assert (m["abduction/propose/valid_rate"], m["deduction/propose/valid_rate"],
+            m["induction/propose/valid_rate"]) == (1.0, 0.5, 0.5)
+    assert m["abduction/propose/solve_rate_mean"] == pytest.approx(0.75)  # 1/2 and 1 (the x*3 task)
+    assert m["deduction/propose/invalid/no_answer"] == 1.0
+    assert m["induction/propose/invalid/too_few_inputs"] == 1.0
+    assert (m["abduction/solve/accuracy"], m["deduction/solve/accuracy"], m["induction/solve/accuracy"]) == \
+        (0.5, 0.5, 0.5)
+
+    # The update batch: 6 groups x 2 sequences, advantages = TRR++ of each group's rewards.
+    seqs = result.sequences
+    assert len(seqs) == 12
+    for g, rewards in enumerate(expected_rewards):
+        group = seqs[2 * g:2 * g + 2]
+        lengths = [len(s.response) for s in group]
+        np.testing.assert_allclose([s.advantage for s in group], _np_trr(rewards, lengths), rtol=1e-6)
+        assert all(s.response[-1] == EOS and len(s.logprobs) == len(s.response) for s in group)
+    assert bytes(seqs[0].prompt).decode().endswith("Assistant: <think>")  # R1 template
+
+    # Buffers grew with the valid proposals (bad format still admitted), seeds first.
+    assert len(buffers[TaskType.ABDUCTION]) == 3 and len(buffers[TaskType.DEDUCTION]) == 2
+    assert len(buffers[TaskType.INDUCTION]) == 2
+    assert buffers[TaskType.ABDUCTION].records[1].output == "'cba'"
+    assert buffers[TaskType.ABDUCTION].records[2].snippet == TRIPLE
+    assert buffers[TaskType.DEDUCTION].records[1].output == "6"
+    added = buffers[TaskType.INDUCTION].records[1]
+    assert (added.inputs, added.outputs, added.message) == (("1", "'hi'"), ("1", "'hi'"), "it echoes its argument")
+    assert buffers[TaskType.ABDUCTION].steps == [0, 1, 1]
+    assert m["abduction/propose/admitted"] == 2.0 and m["buffer/deduction_size"] == 2.0
+    assert m["rollout/generated_tokens"] == sum(len(s.response) for s in seqs) + _learnability_tokens(policy)
+
+
+def _learnability_tokens(policy):
+    prompts, params = policy.calls[2]
+    texts = [bytes(p).decode() for p in prompts]
+    return sum(len(script(t, 0, k).encode()) + 1 for t in texts for k in range(params.n))
+
+
+def test_next_step_solves_the_new_tasks_first(executor):
+    """max_new: step 2's solver batch is drawn from the entries inserted at step 1."""
+    cfg = _config()
+    buffers = SelfPlayBuffers.initial(max_programs=cfg.azr.max_programs)
+    policy = ScriptedPolicy()
+    selfplay = SelfPlay(cfg, ByteTokenizer(), policy, executor, buffers)
+    selfplay.iteration(step=1)
+    selfplay.iteration(step=2)
+    solver_prompts = [bytes(p).decode() for p in policy.calls[4][0]]
+    abduction = [t for t in solver_prompts if "Find One Input" in t]
+    assert sorted("s[::-1]" in t for t in abduction) == [False, True]
+    assert sum("x * 3" in t for t in abduction) == 1
+
+
+def test_iterations_are_reproducible_from_the_seed(executor):
+    """Everything random derives from (seed, step): two fresh runs draw the same prompts."""
+    runs = []
+    for _ in range(2):
+        buffers = SelfPlayBuffers.initial(seed_file=None)
+        policy = ScriptedPolicy()
+        SelfPlay(_config(**{"azr.num_references": 2}), ByteTokenizer(), policy, executor, buffers).iteration(step=1)
+        runs.append([p for call in policy.calls for p in call[0]])
+    assert runs[0] == runs[1]

@@ -1,0 +1,46 @@
+"""Fixtures of the training-run tests: a tiny random Llama that speaks SmolLM2's tokenizer, and a
+small run config around it."""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "model"))
+
+from model_testlib import build_tiny, converted_smollm2  # noqa: E402
+
+from azr_jax.model.hf_export import GENERATION_CONFIG, TOKENIZER_FILES  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_policy(tmp_path_factory) -> Path:
+    """A 2-layer random Llama with SmolLM2's vocabulary, tokenizer and generation config: real
+    prompts tokenize as in a real run, while the model stays fast."""
+    smollm2 = converted_smollm2(tmp_path_factory)
+    folder = build_tiny("llama", tmp_path_factory.mktemp("tiny_policy") / "model", vocab_size=49152,
+                        max_position_embeddings=4096, bos_token_id=1, eos_token_id=2)
+    for name in (GENERATION_CONFIG, *TOKENIZER_FILES):
+        if (smollm2 / name).is_file():
+            shutil.copyfile(smollm2 / name, folder / name)
+    return folder
+
+
+def write_run_config(path: Path, model: Path, out_dir: Path, **top) -> Path:
+    """A run small enough for a test: 2 tasks per group, 16-token responses, 2 devices."""
+    config = {
+        "model": {"path": str(model), "prompt_template": "chat", "remat": False},
+        "mesh": {"data": 1, "fsdp": 2, "tensor": 1},
+        "out_dir": str(out_dir), "steps": 3, "checkpoint_every": 1, "keep_checkpoints": 2,
+        "tensorboard": False, "progress": False,
+        "rollout": {"max_prompt_tokens": 1024, "max_new_tokens": 16, "max_batch": 16},
+        "azr": {"batch_size": 2, "num_references": 1, "learnability_samples": 2},
+        "optim": {"micro_batch_size": 2, "lr": 1e-3},
+        "executor": {"workers": 2, "timeout_s": 5},
+        **top,
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path

@@ -1,0 +1,125 @@
+"""`python -m azr_jax.train` end to end on a tiny model: real iterations, checkpoints, SIGKILL and
+--resume repeating the uninterrupted run exactly, and export of a checkpoint to an HF folder."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from azr_jax.export import load_checkpoint_model
+from azr_jax.export import main as export_main
+from azr_jax.model import load_hf
+
+from conftest import write_run_config
+
+REPO = Path(__file__).resolve().parents[2]
+RUN_TIMEOUT_S = 300
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "2", "PYTHONPATH": str(REPO)}
+
+
+def _train(config: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "azr_jax.train", "--config", str(config), *args],
+                            cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(proc: subprocess.Popen) -> str:
+    out, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
+    assert proc.returncode == 0, out[-4000:]
+    return out
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _params(run: Path, step: int) -> dict:
+    model, restored = load_checkpoint_model(run, step)
+    assert restored == step
+    return {path: np.asarray(v.value) for path, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_policy, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("uninterrupted")
+    _finish(_train(write_run_config(root / "run.yaml", tiny_policy, root / "run")))
+    return root / "run"
+
+
+def test_a_run_trains_logs_and_checkpoints(uninterrupted, tiny_policy):
+    rows = _metrics(uninterrupted)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for row in rows:
+        for task in ("deduction", "abduction", "induction"):
+            assert 0.0 <= row[f"{task}/propose/valid_rate"] <= 1.0
+            assert row[f"{task}/solve/accuracy"] == row[f"{task}/solve/accuracy"]  # not NaN: solver tasks ran
+        assert row["rollout/generated_tokens"] > 0
+        assert np.isfinite(row["optim/grad_norm"]) and row["optim/grad_norm"] > 0
+        assert row["time/iteration_s"] >= row["time/update_s"] > 0
+    # keep_checkpoints: 2 -> the last two steps remain; the config is saved beside them.
+    assert sorted(int(p.name) for p in (uninterrupted / "checkpoints").iterdir() if p.name.isdigit()) == [2, 3]
+    assert (uninterrupted / "config.yaml").is_file() and (uninterrupted / "base_model" / "config.json").is_file()
+    # The updates moved the parameters away from the starting model.
+    start = {path: np.asarray(v.value) for path, v in nnx.to_flat_state(nnx.state(load_hf(tiny_policy), nnx.Param))}
+    trained = _params(uninterrupted, 3)
+    assert any(not np.array_equal(trained[path], value) for path, value in start.items())
+
+
+def test_sigkill_then_resume_repeats_the_uninterrupted_run(uninterrupted, tiny_policy, tmp_path):
+    config = write_run_config(tmp_path / "run.yaml", tiny_policy, tmp_path / "run")
+    proc = _train(config)
+    checkpoint = tmp_path / "run" / "checkpoints" / "1"
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while not (checkpoint / "state").is_dir() or not (tmp_path / "run" / "metrics.jsonl").is_file():
+        assert proc.poll() is None, proc.communicate()[0][-4000:]
+        assert time.monotonic() < deadline, "no checkpoint of step 1 in time"
+        time.sleep(0.2)
+    time.sleep(1.0)  # somewhere inside step 2 (or its checkpoint)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    # Without --resume the run folder is refused; with it, training continues to step 3.
+    refused = _train(config)
+    out, _ = refused.communicate(timeout=RUN_TIMEOUT_S)
+    assert refused.returncode == 2 and "pass --resume" in out
+    _finish(_train(config, "--resume"))
+
+    rows, reference = _metrics(tmp_path / "run"), _metrics(uninterrupted)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for row, ref in zip(rows, reference):
+        same = {k: v for k, v in ref.items() if not k.startswith("time/") and k != "wall_time"}
+        assert {k: row[k] for k in same} == pytest.approx(same, nan_ok=True)
+    resumed, straight = _params(tmp_path / "run", 3), _params(uninterrupted, 3)
+    for path, value in straight.items():
+        np.testing.assert_allclose(resumed[path], value, rtol=0, atol=1e-6, err_msg=str(path))
+
+
+def test_resume_refuses_a_config_that_changes_training(uninterrupted, tiny_policy, tmp_path):
+    config = write_run_config(tmp_path / "run.yaml", tiny_policy, uninterrupted)
+    proc = _train(config, "--resume", "optim.lr=0.5")
+    out, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
+    assert proc.returncode == 2
+    assert "cannot resume" in out and "optim.lr: 0.001 -> 0.5" in out
+
+
+def test_export_writes_the_checkpoint_as_an_hf_folder(uninterrupted, tmp_path, capsys):
+    assert export_main([str(uninterrupted), str(tmp_path / "hf"), "--step", "2"]) == 0
+    assert "exported step 2" in capsys.readouterr().out
+    exported = load_hf(tmp_path / "hf")
+    flat = {path: np.asarray(v.value) for path, v in nnx.to_flat_state(nnx.state(exported, nnx.Param))}
+    for path, value in _params(uninterrupted, 2).items():
+        np.testing.assert_array_equal(flat[path], value, err_msg=str(path))
+    assert (tmp_path / "hf" / "tokenizer.json").is_file()
+    assert export_main([str(uninterrupted), str(tmp_path / "hf")]) == 2  # exists: needs --overwrite
+    jax.clear_caches()
