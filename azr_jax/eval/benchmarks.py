@@ -15,8 +15,9 @@ HumanEval uses the standard prompts, so its scores compare with published number
 - `chat` (instruct models): the chat template around a request for the complete function
   in a ```python``` block.
 The solution is the last fenced block of the response that defines the entry point (else its
-last fenced block); without any block, the response continues the prompt and is cut at the
-first top-level `def`/`class`/`if`/`print`/`#` line (Codex's stop sequences). The program run
+last fenced block, else a block left open when the tokens ran out); without any block, the
+response continues the prompt and is cut at the first top-level `def`/`class`/`if`/`print`/`#`
+line (Codex's stop sequences). The program run
 is prompt + solution + the tests + `check(entry_point)`, and passes if it runs to its end.
 """
 from __future__ import annotations
@@ -36,6 +37,7 @@ from azr_jax.eval.tasks import CRUXEVAL_I, CRUXEVAL_O, HUMANEVAL, CruxEvalTask, 
 
 # Codex's stop sequences: a completion ends where the next top-level statement starts.
 _COMPLETION_END = re.compile(r"\n(?:def |class |if |print\(|#)")
+_UNCLOSED_BLOCK = re.compile(r"```(?:python)?[ \t]*\n(.*)\Z", re.IGNORECASE | re.DOTALL)
 
 HUMANEVAL_REQUEST = ("Complete the following Python function. Reply with the complete function, including "
                      "the imports it needs, in a single ```python code block.")
@@ -156,6 +158,9 @@ def humaneval_solution(response: str, entry_point: str) -> str:
         defines = re.compile(rf"^[ \t]*def[ \t]+{re.escape(entry_point)}[ \t]*\(", re.MULTILINE)
         # On a line of its own: the prompt's last line may lack a newline.
         return "\n" + next((b for b in reversed(blocks) if defines.search(b)), blocks[-1])
+    unclosed = _UNCLOSED_BLOCK.search(response)
+    if unclosed:   # the response ran out of tokens inside its code block
+        return "\n" + unclosed.group(1)
     end = _COMPLETION_END.search(response)
     return response if end is None else response[:end.start()]
 

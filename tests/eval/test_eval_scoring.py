@@ -137,6 +137,7 @@ def test_humaneval_solution_extraction():
     assert humaneval_solution("    return 1\nprint(f())\n", "f") == "    return 1"
     assert humaneval_solution(f"{F}python\ndef g():\n    pass\n{F}", "f") == "\ndef g():\n    pass\n"
     assert humaneval_solution(f"{F}\ndef f():\n    pass\n{F} and {F}python\nx = 1\n{F}", "f") == "\ndef f():\n    pass\n"
+    assert humaneval_solution(f"Sure:\n{F}python\ndef f():\n    return 1\n", "f") == "\ndef f():\n    return 1\n"
 
 
 def test_calls_are_batched_longest_prompt_first_and_records_keep_task_order(executor):
