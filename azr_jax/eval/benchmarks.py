@@ -17,8 +17,8 @@ HumanEval uses the standard prompts, so its scores compare with published number
 The solution is the last fenced block of the response that defines the entry point (else its
 last fenced block, else a block left open when the tokens ran out); without any block, the
 response continues the prompt and is cut at the first top-level `def`/`class`/`if`/`print`/`#`
-line (Codex's stop sequences). The program run
-is prompt + solution + the tests + `check(entry_point)`, and passes if it runs to its end.
+line (Codex's stop sequences). The program run is prompt + solution + the tests +
+`check(entry_point)`, and passes if it runs to its end.
 """
 from __future__ import annotations
 
