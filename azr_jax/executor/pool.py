@@ -17,7 +17,8 @@ it cannot learn or copy the gold value:
 `validate` is the one place where a program reports on itself: its two runs, repr and
 round trip happen in its own child. A program that deliberately forged that result (it would
 have to write the result channel itself) could only pass off an unsolvable task as valid; the
-answer checks above would then fail every solver on it.
+answer checks above would then fail every solver on it. `check_tests` (HumanEval's functional
+tests, never a reward) runs a solution next to its tests, as HumanEval defines it.
 
 Identical jobs in one call run once (a gold output shared by eight answers, say).
 """
@@ -234,6 +235,30 @@ class Executor:
             ran = self._calls(next(outcomes), len(call_job["calls"]))
             golds = [next(outcomes) for _ in gold_jobs]
             results[i] = self._all_pairs(ran, golds)
+        return results  # type: ignore[return-value]
+
+    def check_tests(self, programs: Sequence[str]) -> list[Check]:
+        """Functional tests (HumanEval): each item is a complete program (solution, tests and
+        the call that runs them) and passes iff it runs to its end without raising. Solutions
+        legitimately import anything, so there is no banned-import check; the sandbox, the
+        timeout and the limits are those of every run.
+
+        Unlike the answer checks, the solution runs next to its tests, as in every HumanEval
+        harness: a program that forged its own result channel could pass. That buys nothing
+        here (benchmark scores are not rewards), and the sandbox still contains it."""
+        _same_length(programs=programs)
+        results: list[Check | None] = [None] * len(programs)
+        jobs = []
+        for i, code in enumerate(programs):
+            if not isinstance(code, str):
+                raise ValueError(f"programs[{i}] must be a str, got {type(code).__name__}")
+            tree = checks.parse_program(code, [])
+            if isinstance(tree, Failure):
+                results[i] = Check(False, tree)
+            else:
+                jobs.append((i, {"kind": "script", "code": code}))
+        for (i, _), outcome in zip(jobs, self._run_jobs([job for _, job in jobs])):
+            results[i] = Check(False, outcome) if isinstance(outcome, Failure) else Check(True)
         return results  # type: ignore[return-value]
 
     # -- running jobs ------------------------------------------------------------------------

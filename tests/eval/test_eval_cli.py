@@ -1,0 +1,138 @@
+"""`python -m azr_jax.eval`: argument and input errors with exact messages, and end-to-end runs
+of a tiny random model (a Hugging Face folder, and the same weights as a run's checkpoint)."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import jax.numpy as jnp
+import pytest
+import yaml
+from flax import nnx
+
+from azr_jax.checkpoint import CheckpointStore
+from azr_jax.config import load_train_config
+from azr_jax.eval.cli import main
+from azr_jax.model import load_hf
+from azr_jax.typed_config import to_dict
+
+from eval_testlib import CRUXEVAL, HUMANEVAL, build_tiny_chat_model
+
+EMBEDDED = "embedded:smollm2-135m-instruct"
+
+
+def _error(capsys, argv) -> str:
+    """stderr of a run that must fail with exit status 2 (argparse exits, main returns)."""
+    try:
+        status = main(argv)
+    except SystemExit as exit_:
+        status = exit_.code
+    assert status == 2
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--benchmark", "mbpp"], "argument --benchmark: unknown benchmark 'mbpp'; expected one of: cruxeval-o, "
+                              "cruxeval-i, humaneval"),
+    (["--benchmark", "cruxeval-o"], "--data is required for cruxeval-o: the CRUXEval jsonl file"),
+    (["--benchmark", "humaneval", "--limit", "0"], "argument --limit: must be a positive integer, got '0'"),
+    (["--benchmark", "humaneval", "--limit", "ten"], "argument --limit: must be a positive integer, got 'ten'"),
+    (["--benchmark", "humaneval", "--n-samples", "4"],
+     "--n-samples > 1 needs --temperature > 0 (greedy samples are all the same)"),
+    (["--benchmark", "humaneval", "--temperature", "-1"], "argument --temperature: must be a number >= 0, got '-1'"),
+    (["--benchmark", "humaneval", "--top-p", "0"], "argument --top-p: must be in (0, 1], got '0'"),
+])
+def test_argument_errors(capsys, argv, message):
+    # A model that does not exist: were an argument wrongly accepted, the run fails fast, not loads a model.
+    assert _error(capsys, ["--model", "/nonexistent", *argv]) == f"python -m azr_jax.eval: error: {message}"
+
+
+def test_input_errors(capsys, tmp_path):
+    crux = ["--benchmark", "cruxeval-o", "--data", str(CRUXEVAL), "--out", str(tmp_path / "r.jsonl")]
+    assert _error(capsys, ["--model", "/nonexistent/model", *crux]) == (
+        "error: model not found: /nonexistent/model (expected a Hugging Face folder with config.json, an azr-jax "
+        "run folder with config.yaml, a checkpoint folder RUN/checkpoints/STEP, or embedded:smollm2-135m-instruct)")
+    assert _error(capsys, ["--model", "/m", "--benchmark", "cruxeval-o", "--data", "/nonexistent/c.jsonl"]) == (
+        "error: /nonexistent/c.jsonl: benchmark data file not found")
+    assert _error(capsys, ["--model", "embedded:llama-1t", *crux]) == (
+        "error: unknown embedded model 'llama-1t'; available: embedded:smollm2-135m-instruct")
+    assert _error(capsys, ["--model", EMBEDDED, "--step", "3", *crux]) == (
+        "error: --step applies to azr-jax run folders only")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("steps: 1\n")
+    assert _error(capsys, ["--model", str(tmp_path / "run"), *crux]) == (
+        f"error: {tmp_path / 'run'} holds no checkpoints (nothing in {tmp_path / 'run' / 'checkpoints'})")
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny_chat") / "model")
+
+
+def _run(folder_or_run, out, *extra) -> tuple[dict, list[dict]]:
+    argv = ["--model", str(folder_or_run), "--limit", "3", "--max-new-tokens", "6", "--max-batch", "8",
+            "--workers", "2", "--timeout", "2", "--no-progress", "--out", str(out), *extra]
+    assert main(argv) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    return json.loads(out.with_suffix(".summary.json").read_text()), records
+
+
+def _check_consistent(summary: dict, records: list[dict], n: int) -> None:
+    assert summary["tasks"] == len(records) and summary["n_samples"] == n
+    for record in records:
+        assert set(record) == {"task_id", "benchmark", "prompt", "reference", "responses", "answers", "passed",
+                               "failures", "finish_reasons", "response_tokens", "num_correct", "num_samples"}
+        assert len(record["responses"]) == len(record["passed"]) == len(record["failures"]) == n
+        assert record["num_correct"] == sum(record["passed"])
+        assert all((f is None) == p for f, p in zip(record["failures"], record["passed"]))
+        assert all(1 <= t <= 6 for t in record["response_tokens"])
+        assert set(record["finish_reasons"]) <= {"stop", "length"}
+    metrics = summary["metrics"]
+    assert 0.0 <= metrics["pass@1"] <= 1.0
+    assert metrics["pass@1"] == pytest.approx(sum(r["num_correct"] / n for r in records) / len(records))
+    assert metrics["tasks"] == len(records) and metrics["time_s"] > 0
+
+
+@pytest.fixture(scope="module")
+def hf_run(tiny_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("hf_run") / "crux.jsonl"
+    return _run(tiny_folder, out, "--benchmark", "cruxeval-i", "--data", str(CRUXEVAL))
+
+
+def test_hf_folder_end_to_end(hf_run, tiny_folder):
+    summary, records = hf_run
+    _check_consistent(summary, records, n=1)
+    assert summary["prompt_template"] == "chat" and summary["checkpoint_step"] is None   # the tokenizer has one
+    assert [r["task_id"] for r in records] == ["sample_0", "sample_1", "sample_3"]
+    assert records[0]["prompt"].startswith("<|im_start|>user\n") and records[0]["prompt"].endswith("<think>")
+    assert records[0]["reference"] == "[1, 1, 3, 1, 3, 1]"
+
+
+def test_run_checkpoint_end_to_end(hf_run, tiny_folder, tmp_path):
+    """A run folder holding the same weights as a checkpoint answers exactly as the HF folder."""
+    run = tmp_path / "run"
+    cfg = load_train_config(overrides=[f"model.path={tiny_folder}", "model.prompt_template=r1"])
+    (run / "base_model").mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg)))
+    for file in tiny_folder.iterdir():
+        if file.suffix != ".safetensors":
+            shutil.copyfile(file, run / "base_model" / file.name)
+    _, params = nnx.split(load_hf(tiny_folder), nnx.Param)
+    store = CheckpointStore(run / "checkpoints")
+    store.save(3, params=params, opt_state={"count": jnp.zeros((), jnp.int32)}, state={"step": 3})
+    store.close()
+
+    out = tmp_path / "ckpt.jsonl"
+    summary, records = _run(run / "checkpoints" / "3", out, "--benchmark", "cruxeval-i", "--data", str(CRUXEVAL),
+                            "--prompt-template", "chat")
+    assert summary["checkpoint_step"] == 3
+    assert [r["responses"] for r in records] == [r["responses"] for r in hf_run[1]]
+    summary, records = _run(run, out, "--benchmark", "humaneval", "--data", str(HUMANEVAL), "--n-samples", "2",
+                            "--temperature", "1.0", "--limit", "2")
+    _check_consistent(summary, records, n=2)
+    assert summary["prompt_template"] == "r1"   # the run's own
+    assert records[0]["prompt"] == json.loads(HUMANEVAL.read_text().splitlines()[0])["prompt"]
+    assert set(summary["metrics"]) >= {"pass@1", "pass@2"} and 0 <= summary["metrics"]["pass@2"] <= 1
+    # Random tokens never pass HumanEval's tests.
+    assert {f["kind"] for r in records for f in r["failures"]} <= {"exception", "syntax", "no_answer"}
