@@ -161,6 +161,8 @@ class Trainer:
                 while self.step < cfg.steps:
                     self.step += 1
                     row = self._iteration(selfplay)
+                    if cfg.eval.every_n_steps and self.step % cfg.eval.every_n_steps == 0:
+                        row.update(self._evaluate(ex))
                     metrics.log(self.step, row)
                     if progress is not None:
                         progress.update(1)
@@ -186,6 +188,18 @@ class Trainer:
         row = {**result.metrics, **learner, "time/update_s": time.perf_counter() - start}
         row["time/iteration_s"] = row["time/selfplay_s"] + row["time/update_s"]
         return row
+
+
+    def _evaluate(self, executor) -> dict[str, float]:
+        from azr_jax.eval import run_benchmarks
+
+        start = time.perf_counter()
+        log.info("step %d: evaluating on %s", self.step, ", ".join(self.cfg.eval.benchmarks))
+        metrics = run_benchmarks(self.cfg.eval, self.sampler, self.tokenizer, self.cfg.model.prompt_template,
+                                 executor, seed=self.step)
+        metrics["time/eval_s"] = time.perf_counter() - start
+        log.info("step %d: %s", self.step, ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if "pass@" in k))
+        return metrics
 
 
 def _summary(row: dict[str, float]) -> dict[str, str]:

@@ -30,7 +30,8 @@ def tiny_policy(tmp_path_factory) -> Path:
 
 
 def write_run_config(path: Path, model: Path, out_dir: Path, **top) -> Path:
-    """A run small enough for a test: 2 tasks per group, 16-token responses, 2 devices."""
+    """A run small enough for a test: 2 tasks per group, 16-token responses, 2 devices, a
+    2-task CRUXEval-O evaluation at step 2."""
     config = {
         "model": {"path": str(model), "prompt_template": "chat", "remat": False},
         "mesh": {"data": 1, "fsdp": 2, "tensor": 1},
@@ -40,6 +41,8 @@ def write_run_config(path: Path, model: Path, out_dir: Path, **top) -> Path:
         "azr": {"batch_size": 2, "num_references": 1, "learnability_samples": 2},
         "optim": {"micro_batch_size": 2, "lr": 1e-3},
         "executor": {"workers": 2, "timeout_s": 5},
+        "eval": {"every_n_steps": 2, "benchmarks": ["cruxeval-o"], "limit": 2, "max_new_tokens": 8,
+                 "cruxeval_path": str(Path(__file__).resolve().parents[1] / "fixtures" / "eval" / "cruxeval_head.jsonl")},
         **top,
     }
     path.write_text(yaml.safe_dump(config))

@@ -60,6 +60,8 @@ def uninterrupted(tiny_policy, tmp_path_factory) -> Path:
 def test_a_run_trains_logs_and_checkpoints(uninterrupted, tiny_policy):
     rows = _metrics(uninterrupted)
     assert [r["step"] for r in rows] == [1, 2, 3]
+    # eval.every_n_steps: 2 -> benchmark scores at step 2 only.
+    assert [0.0 <= r.get("eval/cruxeval-o/pass@1", -1) <= 1.0 for r in rows] == [False, True, False]
     for row in rows:
         for task in ("deduction", "abduction", "induction"):
             assert 0.0 <= row[f"{task}/propose/valid_rate"] <= 1.0
