@@ -196,7 +196,8 @@ class Trainer:
         start = time.perf_counter()
         log.info("step %d: evaluating on %s", self.step, ", ".join(self.cfg.eval.benchmarks))
         metrics = run_benchmarks(self.cfg.eval, self.sampler, self.tokenizer, self.cfg.model.prompt_template,
-                                 executor, seed=self.step)
+                                 executor, seed=self.step,
+                                 require_answer_tag=self.cfg.azr.reward.require_answer_tag)
         metrics["time/eval_s"] = time.perf_counter() - start
         log.info("step %d: %s", self.step, ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if "pass@" in k))
         return metrics

@@ -49,9 +49,10 @@ class Benchmark(abc.ABC):
     name: str
     no_answer: str  # why a response gave nothing to check
 
-    def __init__(self, prompt_template: str, tokenizer: Any) -> None:
+    def __init__(self, prompt_template: str, tokenizer: Any, *, require_answer_tag: bool = True) -> None:
         check_choice("prompt template", prompt_template, TEMPLATE_KINDS)
         self.prompt_template, self.tokenizer = prompt_template, tokenizer
+        self.require_answer_tag = require_answer_tag  # see selfplay.parsing.extract_answer
 
     @abc.abstractmethod
     def prompt(self, task: Any) -> Prompt:
@@ -75,12 +76,13 @@ class _CruxEval(Benchmark):
     tag: str
     no_answer = "the response has no <answer> tag"
 
-    def __init__(self, prompt_template: str, tokenizer: Any) -> None:
-        super().__init__(prompt_template, tokenizer)
+    def __init__(self, prompt_template: str, tokenizer: Any, **kwargs) -> None:
+        super().__init__(prompt_template, tokenizer, **kwargs)
         self.template = make_template(prompt_template, tokenizer)
 
     def answer(self, task: CruxEvalTask, prompt: Prompt, response: str) -> str | None:
-        return extract_solver_answer(extract_answer(generation_text(prompt.opening, response)), self.tag)
+        generation = generation_text(prompt.opening, response)
+        return extract_solver_answer(extract_answer(generation, require_tag=self.require_answer_tag), self.tag)
 
 
 class CruxEvalOutput(_CruxEval):
@@ -116,8 +118,8 @@ class HumanEval(Benchmark):
     name = HUMANEVAL
     no_answer = "the response holds no code"
 
-    def __init__(self, prompt_template: str, tokenizer: Any) -> None:
-        super().__init__(prompt_template, tokenizer)
+    def __init__(self, prompt_template: str, tokenizer: Any, **kwargs) -> None:
+        super().__init__(prompt_template, tokenizer, **kwargs)
         if prompt_template == "chat" and not callable(getattr(tokenizer, "apply_chat_template", None)):
             raise ConfigError("the chat prompt template needs a tokenizer with apply_chat_template")
 
@@ -146,9 +148,10 @@ class HumanEval(Benchmark):
 BENCHMARK_CLASSES: dict[str, type[Benchmark]] = {b.name: b for b in (CruxEvalOutput, CruxEvalInput, HumanEval)}
 
 
-def make_benchmark(name: str, prompt_template: str, tokenizer: Any) -> Benchmark:
+def make_benchmark(name: str, prompt_template: str, tokenizer: Any, *, require_answer_tag: bool = True) -> Benchmark:
+    """`require_answer_tag` (CRUXEval): False also reads answers written without <answer> tags."""
     check_choice("benchmark", name, tuple(BENCHMARK_CLASSES))
-    return BENCHMARK_CLASSES[name](prompt_template, tokenizer)
+    return BENCHMARK_CLASSES[name](prompt_template, tokenizer, require_answer_tag=require_answer_tag)
 
 
 def humaneval_solution(response: str, entry_point: str) -> str:

