@@ -47,7 +47,7 @@ def _metrics(run: Path) -> list[dict]:
 def _params(run: Path, step: int) -> dict:
     model, restored = load_checkpoint_model(run, step)
     assert restored == step
-    return {path: np.asarray(v.value) for path, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+    return {path: np.asarray(v[...]) for path, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_a_run_trains_logs_and_checkpoints(uninterrupted, tiny_policy):
     assert sorted(int(p.name) for p in (uninterrupted / "checkpoints").iterdir() if p.name.isdigit()) == [2, 3]
     assert (uninterrupted / "config.yaml").is_file() and (uninterrupted / "base_model" / "config.json").is_file()
     # The updates moved the parameters away from the starting model.
-    start = {path: np.asarray(v.value) for path, v in nnx.to_flat_state(nnx.state(load_hf(tiny_policy), nnx.Param))}
+    start = {path: np.asarray(v[...]) for path, v in nnx.to_flat_state(nnx.state(load_hf(tiny_policy), nnx.Param))}
     trained = _params(uninterrupted, 3)
     assert any(not np.array_equal(trained[path], value) for path, value in start.items())
 
@@ -119,7 +119,7 @@ def test_export_writes_the_checkpoint_as_an_hf_folder(uninterrupted, tmp_path, c
     assert export_main([str(uninterrupted), str(tmp_path / "hf"), "--step", "2"]) == 0
     assert "exported step 2" in capsys.readouterr().out
     exported = load_hf(tmp_path / "hf")
-    flat = {path: np.asarray(v.value) for path, v in nnx.to_flat_state(nnx.state(exported, nnx.Param))}
+    flat = {path: np.asarray(v[...]) for path, v in nnx.to_flat_state(nnx.state(exported, nnx.Param))}
     for path, value in _params(uninterrupted, 2).items():
         np.testing.assert_array_equal(flat[path], value, err_msg=str(path))
     assert (tmp_path / "hf" / "tokenizer.json").is_file()
