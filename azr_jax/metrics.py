@@ -61,7 +61,8 @@ class MetricsLogger:
         self._file.flush()
         if self._tb is not None:
             for k, v in metrics.items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                # NaN marks "nothing measured this step" (e.g. no valid proposal): a gap, not a point.
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
                     self._tb.add_scalar(k, v, step)
             self._tb.flush()
         if self._wandb is not None:
