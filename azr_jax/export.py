@@ -12,14 +12,13 @@ import sys
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import yaml
 from flax import nnx
 
 from azr_jax.checkpoint import CheckpointStore
 from azr_jax.config import TrainConfig
 from azr_jax.errors import AzrError, CheckpointError
-from azr_jax.model import MeshConfig, ModelConfig, Transformer, make_mesh, save_hf
+from azr_jax.model import DTYPES, MeshConfig, ModelConfig, Transformer, make_mesh, save_hf
 from azr_jax.model.sharding import param_sharding, state_path
 from azr_jax.typed_config import build
 
@@ -32,7 +31,7 @@ def load_checkpoint_model(run_dir: str | Path, step: int | None = None, *, mesh=
     if not (run_dir / "config.yaml").is_file() or not base.is_dir():
         raise CheckpointError(f"{run_dir} is not an azr-jax run folder (config.yaml or base_model/ missing)")
     cfg = build(TrainConfig, yaml.safe_load((run_dir / "config.yaml").read_text()))
-    dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[cfg.model.param_dtype]
+    dtype = DTYPES[cfg.model.param_dtype]
     config = ModelConfig.from_pretrained(base)
     mesh = make_mesh(MeshConfig()) if mesh is None else mesh
     abstract = nnx.eval_shape(lambda: Transformer(config, param_dtype=dtype, rngs=nnx.Rngs(0)))
@@ -54,13 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", help="the run's out_dir (holds config.yaml, base_model/, checkpoints/)")
     parser.add_argument("out_dir", help="the Hugging Face folder to write (must not exist or be empty)")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default=None,
+    parser.add_argument("--dtype", choices=list(DTYPES), default=None,
                         help="dtype of the written tensors (default: the run's parameter dtype)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty out_dir")
     args = parser.parse_args(argv)
     try:
         model, step = load_checkpoint_model(args.run_dir, args.step)
-        dtype = None if args.dtype is None else {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[args.dtype]
+        dtype = None if args.dtype is None else DTYPES[args.dtype]
         out = save_hf(model, args.out_dir, tokenizer_from=Path(args.run_dir) / "base_model", dtype=dtype,
                       overwrite=args.overwrite)
     except AzrError as e:

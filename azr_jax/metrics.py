@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
 from azr_jax.errors import ConfigError
+from azr_jax.model.atomic_dir import write_atomic
 
 
 def _jsonable(v: Any) -> Any:
@@ -49,9 +49,7 @@ class MetricsLogger:
     def _truncate_after(self, step: int) -> None:
         kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
                 if line.strip() and json.loads(line).get("step", 0) <= step]
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_atomic(self.path, (line + "\n" for line in kept))
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
         if not self.enabled:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import yaml
 from flax import nnx
 
@@ -28,8 +27,8 @@ from azr_jax.learner.loss import ClipConfig
 from azr_jax.learner.optimizer import make_optimizer
 from azr_jax.learner.step import LossConfig, TrainStep
 from azr_jax.metrics import MetricsLogger
-from azr_jax.model import load_hf, load_tokenizer, make_mesh, resolve_model_path
-from azr_jax.model.atomic_dir import atomic_directory
+from azr_jax.model import DTYPES, load_hf, load_tokenizer, make_mesh, resolve_model_path
+from azr_jax.model.atomic_dir import atomic_directory, write_atomic
 from azr_jax.model.hf_export import GENERATION_CONFIG, TOKENIZER_FILES
 from azr_jax.sampling import Sampler
 from azr_jax.selfplay.buffers import SelfPlayBuffers
@@ -41,10 +40,6 @@ log = logging.getLogger(__name__)
 # Keys that may change when a run is resumed: how long and how it is observed, not what it learns.
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "tensorboard", "wandb_project", "progress",
                      "eval.", "executor.workers")
-
-
-def _dtype(name: str) -> jnp.dtype:
-    return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -66,12 +61,6 @@ def check_resume_compatible(saved: TrainConfig, current: TrainConfig) -> None:
         details = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in changed)
         raise ConfigError(f"cannot resume: the config differs from the run's in keys that change training "
                           f"({details}); start a new out_dir or restore those values")
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _copy_base_model(source: Path, target: Path) -> None:
@@ -102,15 +91,15 @@ class Trainer:
         self.cfg = cfg
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.primary:
-            _write_text_atomic(config_file, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+            write_atomic(config_file, [yaml.safe_dump(to_dict(cfg), sort_keys=False)])
 
         self.mesh = make_mesh(cfg.mesh)
         model_path = resolve_model_path(cfg.model.path)
         if self.primary:
             _copy_base_model(model_path, self.out_dir / "base_model")
         log.info("loading %s on mesh %s", model_path, dict(self.mesh.shape))
-        self.model = load_hf(model_path, dtype=_dtype(cfg.model.param_dtype),
-                             compute_dtype=_dtype(cfg.model.compute_dtype), mesh=self.mesh,
+        self.model = load_hf(model_path, dtype=DTYPES[cfg.model.param_dtype],
+                             compute_dtype=DTYPES[cfg.model.compute_dtype], mesh=self.mesh,
                              remat=cfg.model.remat)
         self.tokenizer = load_tokenizer(model_path)
         self.sampler = Sampler(self.model, self.tokenizer, self.mesh, max_batch=cfg.rollout.max_batch)

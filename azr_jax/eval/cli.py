@@ -7,18 +7,16 @@ id, prompt, responses, parsed answers, per-sample correctness and failure reason
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
-import tempfile
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from azr_jax.errors import AzrError, CheckpointError, ConfigError
 from azr_jax.eval.tasks import BENCHMARKS, HUMANEVAL, load_tasks
+from azr_jax.model.atomic_dir import write_atomic
 from azr_jax.model.embedded import EMBEDDED_MODELS, EMBEDDED_PREFIX
 from azr_jax.selfplay.prompts import TEMPLATE_KINDS
 
@@ -211,16 +209,3 @@ def _load_run(run_dir: Path, step: int | None) -> LoadedModel:
     cfg = build(TrainConfig, yaml.safe_load((run_dir / "config.yaml").read_text()))
     return LoadedModel(model, load_tokenizer(run_dir / "base_model"), mesh, cfg.model.prompt_template, step)
 
-
-def write_atomic(path: Path, chunks: Iterable[str]) -> None:
-    """Write a text file so that it appears complete or not at all (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.writelines(chunks)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

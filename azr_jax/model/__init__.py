@@ -6,10 +6,11 @@ from azr_jax.model.hf_import import load_hf
 from azr_jax.model.kv_cache import KVCache
 from azr_jax.model.sharding import MeshConfig, activation_sharding, make_mesh, shard_model
 from azr_jax.model.tokenizer import eos_token_ids, load_tokenizer
-from azr_jax.model.transformer import Transformer, left_padded_positions
+from azr_jax.model.transformer import DTYPES, Transformer, left_padded_positions
 
 __all__ = [
     "DEFAULT_MODEL",
+    "DTYPES",
     "KVCache",
     "MeshConfig",
     "ModelConfig",

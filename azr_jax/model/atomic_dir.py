@@ -1,11 +1,12 @@
-"""Write a folder completely or not at all: build it beside the target, then rename."""
+"""Write a folder or a file completely or not at all: build it beside the target, then rename."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -44,3 +45,18 @@ def atomic_directory(target: str | Path, *, overwrite: bool = False) -> Iterator
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_atomic(path: str | Path, chunks: Iterable[str]) -> None:
+    """Writes a text file so that it appears complete or not at all (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.writelines(chunks)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

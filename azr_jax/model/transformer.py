@@ -20,6 +20,9 @@ from azr_jax.model.sharding import constrain
 
 _init = jax.nn.initializers.normal(stddev=0.02)
 
+# Parameter / compute dtypes by the names configs and command lines use.
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
 
 class RMSNorm(nnx.Module):
     """Root-mean-square norm over the last axis, normalised in float32 as transformers does."""

@@ -30,7 +30,7 @@ from azr_jax.sampling import SamplingParams
 from azr_jax.selfplay.advantages import trr_advantages
 from azr_jax.selfplay.buffers import SelfPlayBuffers, sample_references, sample_solver_tasks
 from azr_jax.selfplay.parsing import extract_answer, extract_thought, format_ok, generation_text
-from azr_jax.selfplay.prompts import (Prompt, count_tokens, make_template, propose_induction_prompt,
+from azr_jax.selfplay.prompts import (Prompt, make_template, propose_induction_prompt,
                                       propose_io_prompt, resample_within_budget, select_within_budget, solve_prompt)
 from azr_jax.selfplay.rewards import (admit_to_buffer, learnability, proposer_reward, solve_rate, solver_reward)
 from azr_jax.selfplay.scoring import (ProposalCheck, answer_accuracies, check_induction_proposals,
@@ -205,8 +205,9 @@ class SelfPlay:
                 for i, check in enumerate(checks[t]):
                     if check.valid:
                         prompt = self.template.wrap(solve_prompt(t, check.record))
-                        if count_tokens(self.tokenizer, prompt.text) <= cfg.rollout.max_prompt_tokens:
-                            learn_jobs[t].append((i, _Job(prompt, self._encode(prompt), check.record)))
+                        ids = self._encode(prompt)  # the same count as prompts.count_tokens
+                        if len(ids) <= cfg.rollout.max_prompt_tokens:
+                            learn_jobs[t].append((i, _Job(prompt, ids, check.record)))
             n = cfg.azr.learnability_samples
             with timer("sample_learnability"):
                 flat = [job for t in self.task_types for _, job in learn_jobs[t]]

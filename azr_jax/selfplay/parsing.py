@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from azr_jax.selfplay.options import check_at_least, check_choice
+from azr_jax.selfplay.options import check_at_least
 from azr_jax.selfplay.tasks import InductionTask, Triplet
 
 # Anchored at the start of the generation (whose <think> the prompt opened); lazy bodies;

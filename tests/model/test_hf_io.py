@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 
-import jax
 import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
