@@ -55,6 +55,7 @@ def write_atomic(path: str | Path, chunks: Iterable[str]) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.writelines(chunks)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the published file private
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -45,3 +45,20 @@ def test_concurrent_embedded_conversion_uses_the_first_result(tmp_path, monkeypa
     path = resolve_model_path(DEFAULT_MODEL, cache_dir=tmp_path)
     assert (path / "config.json").read_text() == '{"winner": true}'
     assert sorted(os.listdir(path.parent)) == [path.name]  # our temporary folder is gone
+
+
+def test_write_atomic_publishes_a_whole_readable_file_or_nothing(tmp_path):
+    from azr_jax.model.atomic_dir import write_atomic
+
+    target = tmp_path / "out" / "records.jsonl"
+    write_atomic(target, ["a\n", "b\n"])
+    assert target.read_text() == "a\nb\n" and (target.stat().st_mode & 0o777) == 0o644
+
+    def failing():
+        yield "partial\n"
+        raise RuntimeError("crashed while writing")
+
+    with pytest.raises(RuntimeError):
+        write_atomic(target, failing())
+    assert target.read_text() == "a\nb\n"  # the old file stays whole
+    assert sorted(p.name for p in target.parent.iterdir()) == ["records.jsonl"]  # no temporary left
