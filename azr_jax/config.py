@@ -24,9 +24,10 @@ class ModelOptions:
                        "HF model folder (config.json + safetensors), or the embedded default name")
     param_dtype: Dtype = option("float32", "dtype the parameters (and optimizer state) are stored in")
     compute_dtype: Dtype = option("float32", "dtype of activations and matmuls")
-    prompt_template: Literal["r1", "chat"] = option(
+    prompt_template: Literal["r1", "chat", "chat_noprefill"] = option(
         "r1", "r1: the think/answer text template for base models; chat: the tokenizer's chat "
-        "template (instruct models)")
+        "template (instruct models), the response opened with <think>; chat_noprefill: the chat "
+        "template with the response left to the model")
     remat: bool = option(True, "recompute each layer's activations in the backward pass (saves memory on "
                                "long sequences, costs about a third more compute)")
 

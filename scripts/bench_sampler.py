@@ -7,10 +7,11 @@ CPU comparison (the default):
 Both generate exactly --new-tokens greedy tokens (EOS ignored, so both do the same work) for the
 same prompts (chat prompts of different lengths, left-padded by transformers), in float32 on the
 same CPU threads. Our compilation and one warm-up call per batch size are excluded, and so is
-transformers' warm-up call; the median of --repeats timed calls is reported.
+transformers' warm-up call; the median of --repeats timed calls is reported. Each batch is also
+timed for 1 new token (the prefill), which splits the time into prefill and per-step decode.
 
 GPU roofline (`--gpu`): a random Qwen2.5-0.5B-shaped model in bfloat16, --gpu-batch rows with
---gpu-prompt-tokens-long prompts. Prints generated tokens/s and the fraction of the HBM-bandwidth
+prompts of --gpu-prompt-tokens tokens. Prints generated tokens/s and the fraction of the HBM-bandwidth
 roofline, where a decode step must read every weight once plus the live KV cache of every row.
 """
 from __future__ import annotations
@@ -68,38 +69,48 @@ def cpu_comparison(args) -> None:
     model = load_hf(path)
     # No EOS: every row generates exactly new_tokens tokens, as transformers does with min_new_tokens.
     sampler = Sampler(model, tokenizer, max_batch=max(args.batches), eos_token_ids=())
-    params = SamplingParams(max_new_tokens=args.new_tokens, temperature=0.0)
     torch.set_num_threads(args.threads)
     hf = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     print(f"model {path} | float32 | greedy, {args.new_tokens} new tokens | torch threads {args.threads}, "
           f"XLA CPU devices {len(__import__('jax').devices())}")
-    print(f"{'batch':>5} {'prompt len':>11} {'azr-jax tok/s':>14} {'transformers tok/s':>19} {'ratio':>6}")
+    print("prefill: a call for 1 new token; decode: (whole call - prefill) / (new tokens - 1)")
+    print(f"{'batch':>5} {'prompt len':>11} {'azr-jax tok/s':>14} {'transformers tok/s':>19} {'ratio':>6} "
+          f"{'prefill s (ours/theirs)':>24} {'decode ms/step (ours/theirs)':>29}")
     for batch in args.batches:
         prompts = chat_prompts(tokenizer, batch)
-        generated = batch * args.new_tokens
-
-        def ours():
-            out = sampler.generate(prompts, params)
-            assert all(s.length == args.new_tokens for s in out)
-
-        ours_s = median_seconds(ours, args.repeats)
-
         longest = max(len(p) for p in prompts)
         ids = torch.tensor([[pad] * (longest - len(p)) + p for p in prompts])
         mask = torch.tensor([[0] * (longest - len(p)) + [1] * len(p) for p in prompts])
 
-        def theirs():
-            with torch.inference_mode():
-                out = hf.generate(input_ids=ids, attention_mask=mask, do_sample=False, pad_token_id=pad,
-                                  max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens)
-            assert out.shape[1] - longest == args.new_tokens
+        def ours(new_tokens: int) -> float:
+            params = SamplingParams(max_new_tokens=new_tokens, temperature=0.0)
 
-        theirs_s = median_seconds(theirs, args.repeats)
+            def call():
+                out = sampler.generate(prompts, params)
+                assert all(s.length == new_tokens for s in out)
+
+            return median_seconds(call, args.repeats)
+
+        def theirs(new_tokens: int) -> float:
+            def call():
+                with torch.inference_mode():
+                    out = hf.generate(input_ids=ids, attention_mask=mask, do_sample=False, pad_token_id=pad,
+                                      max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+                assert out.shape[1] - longest == new_tokens
+
+            return median_seconds(call, args.repeats)
+
+        ours_s, theirs_s = ours(args.new_tokens), theirs(args.new_tokens)
+        ours_prefill, theirs_prefill = ours(1), theirs(1)
+        steps = args.new_tokens - 1
+        generated = batch * args.new_tokens
         lengths = f"{min(map(len, prompts))}-{longest}"
         print(f"{batch:>5} {lengths:>11} {generated / ours_s:>14.1f} {generated / theirs_s:>19.1f} "
-              f"{theirs_s / ours_s:>5.2f}x", flush=True)
+              f"{theirs_s / ours_s:>5.2f}x {ours_prefill:>11.2f} / {theirs_prefill:<10.2f} "
+              f"{(ours_s - ours_prefill) / steps * 1e3:>13.1f} / {(theirs_s - theirs_prefill) / steps * 1e3:<13.1f}",
+              flush=True)
 
 
 def gpu_roofline(args) -> None:

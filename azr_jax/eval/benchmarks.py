@@ -12,8 +12,8 @@ A response without an `<answer>` tag scores 0, as a self-play solver's does.
 
 HumanEval uses the standard prompts, so its scores compare with published numbers:
 - `r1` (base models): the problem's prompt verbatim; the model continues the function;
-- `chat` (instruct models): the chat template around a request for the complete function
-  in a ```python``` block.
+- `chat` and `chat_noprefill` (instruct models): the chat template around a request for the
+  complete function in a ```python``` block (never prefilled).
 The solution is the last fenced block of the response that defines the entry point (else its
 last fenced block, else a block left open when the tokens ran out); without any block, the
 response continues the prompt and is cut at the first top-level `def`/`class`/`if`/`print`/`#`
@@ -120,7 +120,7 @@ class HumanEval(Benchmark):
 
     def __init__(self, prompt_template: str, tokenizer: Any, **kwargs) -> None:
         super().__init__(prompt_template, tokenizer, **kwargs)
-        if prompt_template == "chat" and not callable(getattr(tokenizer, "apply_chat_template", None)):
+        if prompt_template != "r1" and not callable(getattr(tokenizer, "apply_chat_template", None)):
             raise ConfigError("the chat prompt template needs a tokenizer with apply_chat_template")
 
     def prompt(self, task: HumanEvalTask) -> Prompt:

@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-batch", type=_positive_int, default=32, metavar="B",
                         help="most sequences decoded at once; a multiple of the device count (default 32)")
     parser.add_argument("--prompt-template", choices=TEMPLATE_KINDS,
-                        help="r1 (base models) or chat (instruct models); default: a run's own template, "
+                        help="r1 (base models), chat or chat_noprefill (instruct models; see the model.prompt_template "
+                             "config option); default: a run's own template, "
                              "else chat if the tokenizer has a chat template")
     parser.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1,
                         help="sandbox processes checking answers (default: one per CPU core)")

@@ -89,7 +89,7 @@ def run_benchmarks(options: EvalOptions, sampler: Any, tokenizer: Any, template:
                    seed: int = 0, progress: bool = False, require_answer_tag: bool = True) -> dict[str, float]:
     """Greedy evaluation on `options.benchmarks` during training: `eval/<benchmark>/<metric>`
     for the metrics of `evaluate` (e.g. `eval/cruxeval-o/pass@1`). `template` is the prompt
-    template kind the policy trains with ("r1" or "chat"). Benchmark files are read once."""
+    template kind the policy trains with (`model.prompt_template`). Benchmark files are read once."""
     params = SamplingParams(max_new_tokens=options.max_new_tokens, temperature=0.0, n=1, seed=seed)
     metrics: dict[str, float] = {}
     for benchmark in options.benchmarks:

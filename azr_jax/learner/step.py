@@ -31,12 +31,16 @@ class LossConfig:
     temperature: float = 1.0  # logits are divided by the rollout temperature, as when sampling
 
 
-def _micro_batch_terms(model: nnx.Module, tokens, input_mask, loss_mask, old_logprobs, advantages,
+def _micro_batch_terms(model: nnx.Module, tokens, input_mask, loss_start, loss_mask, old_logprobs, advantages,
                        loss: LossConfig):
     """Per-micro-batch sums of the policy loss, entropy and diagnostics."""
-    positions = jnp.broadcast_to(jnp.arange(tokens.shape[-1], dtype=jnp.int32), tokens.shape)
+    length = tokens.shape[-1]
+    positions = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), tokens.shape)
     hidden, _ = model.hidden_states(tokens, positions, input_mask=input_mask)
-    targets = jnp.roll(tokens, -1, axis=-1)  # the wrapped-around last target is never in loss_mask
+    # The loss window of each row (see learner.batch); clamped indices fall outside loss_mask.
+    window = loss_start[:, None] + jnp.arange(loss_mask.shape[-1], dtype=jnp.int32)
+    hidden = jnp.take_along_axis(hidden, jnp.minimum(window, length - 1)[..., None], axis=1)
+    targets = jnp.take_along_axis(tokens, jnp.minimum(window + 1, length - 1), axis=1)
     logp, entropy = token_logprobs(hidden, targets, model.logits, chunk=loss.logprob_chunk,
                                    temperature=loss.temperature)
     per_token, ratio, clipped = ppo_token_loss(logp, old_logprobs, advantages[:, None], loss.clip)
@@ -67,7 +71,7 @@ class TrainStep:
         return jax.tree.map(lambda x: x if isinstance(x.sharding, NamedSharding) else
                             jax.device_put(x, replicated), state)
 
-    def _update(self, params, opt_state, tokens, input_mask, loss_mask, old_logprobs, advantages):
+    def _update(self, params, opt_state, tokens, input_mask, loss_start, loss_mask, old_logprobs, advantages):
         counts = jnp.sum(loss_mask, axis=(1, 2))
         weights = micro_batch_weights(counts, self.loss.aggregation)
 
@@ -82,7 +86,7 @@ class TrainStep:
 
         zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
         grads, terms = jax.lax.scan(
-            accumulate, zeros, (tokens, input_mask, loss_mask, old_logprobs, advantages, weights))
+            accumulate, zeros, (tokens, input_mask, loss_start, loss_mask, old_logprobs, advantages, weights))
         grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
         grad_norm = optax.tree.norm(grads)
         updates, opt_state = self.optimizer.update(grads, opt_state, params)
@@ -101,7 +105,8 @@ class TrainStep:
         return params, opt_state, metrics
 
     def _device_batch(self, batch: UpdateBatch) -> tuple[jax.Array, ...]:
-        arrays = (batch.tokens, batch.input_mask, batch.loss_mask, batch.old_logprobs, batch.advantages)
+        arrays = (batch.tokens, batch.input_mask, batch.loss_start, batch.loss_mask, batch.old_logprobs,
+                  batch.advantages)
         if self.mesh is None:
             return tuple(jnp.asarray(a) for a in arrays)
         # [micro_batches, micro_batch_size, ...]: micro-batch rows over the batch mesh axes.

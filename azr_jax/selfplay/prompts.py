@@ -318,15 +318,17 @@ class ChatTemplate:
         return Prompt(text=text, opening=THINK_OPEN if opens_think else "")
 
 
-TEMPLATE_KINDS = ("r1", "chat")
+TEMPLATE_KINDS = ("r1", "chat", "chat_noprefill")
 
 
 def make_template(kind: str, tokenizer: Any = None) -> PromptTemplate:
-    """``r1`` (base models) or ``chat`` (the tokenizer's chat template, instruct models)."""
+    """``r1`` (base models), ``chat`` (the tokenizer's chat template, instruct models, response
+    opened with ``<think>``) or ``chat_noprefill`` (the chat template, response not prefilled:
+    small instruct models that break off after a prefilled ``<think>`` answer better so)."""
     if kind == "r1":
         return R1Template()
     check_choice("prompt template", kind, TEMPLATE_KINDS)
-    return ChatTemplate(tokenizer)
+    return ChatTemplate(tokenizer, prefill_think=kind == "chat")
 
 
 # ---------------------------------------------------------------------------------------------

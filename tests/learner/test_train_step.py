@@ -56,8 +56,11 @@ def _direct_loss(model, seqs, loss: LossConfig, micro):
     return jnp.mean(sums.reshape(-1, micro).sum(1) / counts.reshape(-1, micro).sum(1))
 
 
-@pytest.mark.parametrize("aggregation", ["micro_token_mean", "token_mean"])
-def test_update_is_minus_lr_times_the_gradient_of_the_plain_loss(aggregation):
+# length 32: the loss window (128 for responses this short) is clipped to the sequence; 160: a
+# 128-position window inside a longer padded sequence.
+@pytest.mark.parametrize("aggregation,length", [("micro_token_mean", 32), ("token_mean", 32),
+                                                ("micro_token_mean", 160)])
+def test_update_is_minus_lr_times_the_gradient_of_the_plain_loss(aggregation, length):
     seqs = _sequences(6)
     loss = LossConfig(clip=ClipConfig(0.2, 0.28), entropy_coef=0.01, aggregation=aggregation, logprob_chunk=5,
                       temperature=0.9)
@@ -67,7 +70,7 @@ def test_update_is_minus_lr_times_the_gradient_of_the_plain_loss(aggregation):
     expected_grad = jax.jit(jax.grad(lambda p: _direct_loss(nnx.merge(graphdef, p), seqs, loss, 2)))(params)
     step = TrainStep(model, optax.sgd(1.0), loss)
     params_before = jax.tree.map(jnp.copy, params)
-    new_params, _, metrics = step(params, step.init_optimizer(params), pack(seqs, micro_batch_size=2, pad_id=0, length=32))
+    new_params, _, metrics = step(params, step.init_optimizer(params), pack(seqs, micro_batch_size=2, pad_id=0, length=length))
     got = jax.tree.map(lambda new, old: old - new, new_params, params_before)
     for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected_grad)):
         np.testing.assert_allclose(g, e, atol=2e-6, rtol=2e-4)
@@ -143,8 +146,10 @@ def test_pack_layout():
     batch = pack([s, s], micro_batch_size=1, pad_id=0, length=8)
     assert batch.tokens.shape == (2, 1, 8)
     np.testing.assert_array_equal(batch.tokens[0, 0], [1, 2, 3, 4, 5, 0, 0, 0])
-    np.testing.assert_array_equal(batch.loss_mask[0, 0], [0, 0, 1, 1, 0, 0, 0, 0])  # positions 2, 3 predict 4, 5
-    np.testing.assert_array_equal(batch.old_logprobs[0, 0, 2:4], [-0.5, -0.25])
+    # Positions 2 and 3 predict tokens 4 and 5: the loss window starts at 2.
+    assert batch.loss_start[0, 0] == 2 and batch.loss_mask.shape == (2, 1, 8)
+    np.testing.assert_array_equal(batch.loss_mask[0, 0], [1, 1, 0, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(batch.old_logprobs[0, 0, :2], [-0.5, -0.25])
     assert batch.advantages.shape == (2, 1) and batch.num_tokens == 4
     with pytest.raises(ValueError, match="do not fill micro-batches of 4"):
         pack([s, s], micro_batch_size=4, pad_id=0)

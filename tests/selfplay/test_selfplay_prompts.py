@@ -139,7 +139,9 @@ def test_chat_template_that_already_opens_think_is_not_doubled():
 
 def test_make_template():
     assert isinstance(make_template("r1"), R1Template)
-    assert isinstance(make_template("chat", word_tokenizer()), ChatTemplate)
+    assert make_template("chat", word_tokenizer()).wrap("x").opening == "<think>"
+    plain = make_template("chat_noprefill", word_tokenizer()).wrap("x")
+    assert plain.opening == "" and plain.text.endswith("<|assistant|>\n")
     with pytest.raises(ConfigError, match="prompt template must be one of"):
         make_template("plain")
     with pytest.raises(ConfigError, match="apply_chat_template"):
