@@ -5,7 +5,7 @@ CPU comparison (the default):
     python scripts/bench_sampler.py [--model embedded:smollm2-135m-instruct] [--batches 1 8 32]
 
 Both generate exactly --new-tokens greedy tokens (EOS ignored, so both do the same work) for the
-same prompts (chat prompts of different lengths, left-padded by transformers), in float32 on the
+same prompts (distinct chat prompts of different lengths, left-padded by transformers), in float32 on the
 same CPU threads. Our compilation and one warm-up call per batch size are excluded, and so is
 transformers' warm-up call; the median of --repeats timed calls is reported. Each batch is also
 timed for 1 new token (the prefill), which splits the time into prefill and per-step decode.
@@ -49,11 +49,12 @@ QUESTIONS = [
 ]
 
 
-
-
 def chat_prompts(tokenizer, batch: int) -> list[list[int]]:
-    texts = [tokenizer.apply_chat_template([{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}],
-                                           tokenize=False, add_generation_prompt=True) for i in range(batch)]
+    """`batch` distinct chat prompts. Numbering the questions keeps the rows distinct beyond the
+    eighth, so our sampler cannot share one prefill between identical prompts (which it does)."""
+    texts = [tokenizer.apply_chat_template(
+        [{"role": "user", "content": f"Question {i + 1}. {QUESTIONS[i % len(QUESTIONS)]}"}],
+        tokenize=False, add_generation_prompt=True) for i in range(batch)]
     return [tokenizer.encode(t, add_special_tokens=False) for t in texts]
 
 
