@@ -140,6 +140,8 @@ class TrainConfig:
     tensorboard: bool = option(True, "write TensorBoard event files under out_dir/tb")
     wandb_project: str | None = option(None, "log to this Weights & Biases project (needs wandb)")
     progress: bool = option(True, "show a progress bar")
+    log_samples: int = option(2, "episodes per (task type x role) written to out_dir/samples.jsonl each "
+                                 "iteration, with reward, advantage and outcome (0 = none)", min=0)
     model: ModelOptions = section(ModelOptions, "the policy model")
     mesh: MeshConfig = section(MeshConfig, "device mesh")
     rollout: RolloutOptions = section(RolloutOptions, "sampling of all rollouts")

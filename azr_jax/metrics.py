@@ -1,14 +1,15 @@
-"""Run metrics: one JSON object per iteration in `metrics.jsonl`, mirrored to TensorBoard/W&B.
+"""Run metrics: one JSON object per iteration in `metrics.jsonl`, mirrored to TensorBoard/W&B,
+and optionally sample episodes (responses with their rewards) in `samples.jsonl`.
 
 Only process 0 writes. On resume, lines from iterations after the restored checkpoint (the
-iteration that was in flight when the run died) are dropped so the file matches the state.
+iteration that was in flight when the run died) are dropped so the files match the state.
 """
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from azr_jax.errors import ConfigError
 from azr_jax.model.atomic_dir import write_atomic
@@ -20,21 +21,41 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+class JsonLines:
+    """An append-only file of JSON records that each carry a "step". A fresh run in a reused
+    folder starts it empty; a resumed run keeps only the records up to `resume_step`."""
+
+    def __init__(self, path: Path, *, resume_step: int | None):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None and path.exists():
+            kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            write_atomic(path, (line + "\n" for line in kept))
+        elif resume_step is None and path.exists():
+            path.unlink()
+        self._file = path.open("a", encoding="utf-8")
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        self._file.write(json.dumps(record, sort_keys=True) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
 class MetricsLogger:
     def __init__(self, out_dir: str | Path, *, tensorboard: bool = True, wandb_project: str | None = None,
                  resume_step: int | None = None, config: Mapping[str, Any] | None = None,
-                 enabled: bool = True):
+                 enabled: bool = True, samples: bool = False):
         self.enabled = enabled
         self.path = Path(out_dir) / "metrics.jsonl"
-        self._tb = self._wandb = None
+        self._tb = self._wandb = self._samples = None
         if not enabled:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if resume_step is not None and self.path.exists():
-            self._truncate_after(resume_step)
-        elif resume_step is None and self.path.exists():
-            self.path.unlink()  # a fresh run in a reused folder starts a fresh log
-        self._file = self.path.open("a", encoding="utf-8")
+        self._metrics = JsonLines(self.path, resume_step=resume_step)
+        if samples:
+            self._samples = JsonLines(Path(out_dir) / "samples.jsonl", resume_step=resume_step)
         if tensorboard:
             from tensorboardX import SummaryWriter
             self._tb = SummaryWriter(str(Path(out_dir) / "tb"), purge_step=resume_step + 1 if resume_step else None)
@@ -46,17 +67,10 @@ class MetricsLogger:
             self._wandb = wandb.init(project=wandb_project, dir=str(out_dir), config=dict(config or {}),
                                      resume="allow", id=_wandb_run_id(Path(out_dir)))
 
-    def _truncate_after(self, step: int) -> None:
-        kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
-        write_atomic(self.path, (line + "\n" for line in kept))
-
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
         if not self.enabled:
             return
-        record = {"step": step, **{k: _jsonable(v) for k, v in metrics.items()}}
-        self._file.write(json.dumps(record, sort_keys=True) + "\n")
-        self._file.flush()
+        self._metrics.write({"step": step, **{k: _jsonable(v) for k, v in metrics.items()}})
         if self._tb is not None:
             for k, v in metrics.items():
                 # NaN marks "nothing measured this step" (e.g. no valid proposal): a gap, not a point.
@@ -66,10 +80,19 @@ class MetricsLogger:
         if self._wandb is not None:
             self._wandb.log(dict(metrics), step=step)
 
+    def log_samples(self, step: int, records: Iterable[Mapping[str, Any]]) -> None:
+        """One line per record (an episode), tagged with the step; a no-op without `samples`."""
+        if not self.enabled or self._samples is None:
+            return
+        for record in records:
+            self._samples.write({"step": step, **{k: _jsonable(v) for k, v in record.items()}})
+
     def close(self) -> None:
         if not self.enabled:
             return
-        self._file.close()
+        self._metrics.close()
+        if self._samples is not None:
+            self._samples.close()
         if self._tb is not None:
             self._tb.close()
         if self._wandb is not None:

@@ -3,7 +3,8 @@
 A run lives in `out_dir`: `config.yaml` (the resolved config), `base_model/` (config.json,
 generation config and tokenizer of the starting model, so a checkpoint can be exported without
 the original folder), `checkpoints/<step>/` (orbax: parameters, optimizer state and a JSON
-record with the buffers), `metrics.jsonl` and `tb/`. Everything random derives from
+record with the buffers), `metrics.jsonl`, `samples.jsonl` (`log_samples` episodes per group and
+iteration) and `tb/`. Everything random derives from
 (config seed, step), so a resumed run repeats exactly what the uninterrupted run would do.
 """
 from __future__ import annotations
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 # Keys that may change when a run is resumed: how long and how it is observed, not what it learns.
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "tensorboard", "wandb_project", "progress",
-                     "eval.", "executor.workers")
+                     "log_samples", "eval.", "executor.workers")
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -140,7 +141,7 @@ class Trainer:
         cfg = self.cfg
         metrics = MetricsLogger(self.out_dir, tensorboard=cfg.tensorboard, wandb_project=cfg.wandb_project,
                                 resume_step=self.step if self.step else None, config=to_dict(cfg),
-                                enabled=self.primary)
+                                enabled=self.primary, samples=cfg.log_samples > 0)
         workers = cfg.executor.workers or os.cpu_count() or 1
         with Executor(workers=workers, timeout_s=cfg.executor.timeout_s, memory_mb=cfg.executor.memory_mb,
                       max_output_chars=cfg.executor.max_output_chars, banned_imports=cfg.azr.banned_imports) as ex:
@@ -149,10 +150,11 @@ class Trainer:
             try:
                 while self.step < cfg.steps:
                     self.step += 1
-                    row = self._iteration(selfplay)
+                    row, episodes = self._iteration(selfplay)
                     if cfg.eval.every_n_steps and self.step % cfg.eval.every_n_steps == 0:
                         row.update(self._evaluate(ex))
                     metrics.log(self.step, row)
+                    metrics.log_samples(self.step, _first_per_group(episodes, cfg.log_samples))
                     if progress is not None:
                         progress.update(1)
                         progress.set_postfix(_summary(row), refresh=False)
@@ -166,7 +168,7 @@ class Trainer:
                 self.store.close()
                 metrics.close()
 
-    def _iteration(self, selfplay: SelfPlay) -> dict[str, float]:
+    def _iteration(self, selfplay: SelfPlay) -> tuple[dict[str, float], list[dict[str, Any]]]:
         result = selfplay.iteration(self.step)
         start = time.perf_counter()
         batch = pack(result.sequences, micro_batch_size=self.cfg.optim.micro_batch_size, pad_id=self.pad_id)
@@ -176,8 +178,7 @@ class Trainer:
                  "x".join(map(str, batch.tokens.shape)), time.perf_counter() - start)
         row = {**result.metrics, **learner, "time/update_s": time.perf_counter() - start}
         row["time/iteration_s"] = row["time/selfplay_s"] + row["time/update_s"]
-        return row
-
+        return row, result.episodes
 
     def _evaluate(self, executor) -> dict[str, float]:
         from azr_jax.eval import run_benchmarks
@@ -190,6 +191,18 @@ class Trainer:
         metrics["time/eval_s"] = time.perf_counter() - start
         log.info("step %d: %s", self.step, ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if "pass@" in k))
         return metrics
+
+
+def _first_per_group(episodes: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+    """The first k episodes of each (task, role) group."""
+    seen: dict[tuple[str, str], int] = {}
+    kept = []
+    for e in episodes:
+        group = (e["task"], e["role"])
+        seen[group] = seen.get(group, 0) + 1
+        if seen[group] <= k:
+            kept.append(e)
+    return kept
 
 
 def _summary(row: dict[str, float]) -> dict[str, str]:

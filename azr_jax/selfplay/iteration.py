@@ -66,6 +66,10 @@ class IterationResult:
     sequences: list[TrainSequence]  # the update batch, group by group in GROUPS order
     metrics: dict[str, float]
     generated_tokens: int
+    # One record per trained episode, in the order of `sequences`: task, role, response (what the
+    # prompt opened + the generated text), response_tokens, reward, advantage, and the outcome
+    # (proposals: valid + failure; solutions: accuracy). For reading what the model does.
+    episodes: list[dict[str, Any]]
 
 
 class _Timer:
@@ -226,6 +230,7 @@ class SelfPlay:
             accuracies = scoring.result()
 
         episodes: dict[tuple[TaskType, Role], list[tuple[_Job, _Response, float]]] = {}
+        outcomes: dict[tuple[TaskType, Role], list[dict[str, Any]]] = {}
         metrics: dict[str, float] = {}
         admitted: dict[TaskType, list] = {}
         for t in self.task_types:
@@ -235,6 +240,8 @@ class SelfPlay:
             sol_rewards = [solver_reward(format_ok=self._formatted(r), accuracy=a)
                            for r, a in zip(solutions[t], accuracies[t])]
             episodes[(t, Role.SOLVE)] = list(zip(solve[t], solutions[t], sol_rewards))
+            outcomes[(t, Role.PROPOSE)] = [{"valid": c.valid, "failure": c.failure} for c in checks[t]]
+            outcomes[(t, Role.SOLVE)] = [{"accuracy": float(a)} for a in accuracies[t]]
             metrics.update({f"{t.value}/solve/accuracy": _mean(accuracies[t]),
                             f"{t.value}/solve/format_rate": _mean([format_ok(r.generation) for r in solutions[t]]),
                             f"{t.value}/solve/reward_mean": _mean(sol_rewards)})
@@ -242,13 +249,13 @@ class SelfPlay:
             metrics[f"{t.value}/propose/admitted"] = float(self.buffers.add(t, admitted[t], step))
             metrics[f"buffer/{t.value}_size"] = float(len(self.buffers[t]))
 
-        sequences = self._advantages(episodes, metrics)
+        sequences, records = self._advantages(episodes, outcomes, metrics)
         generated = sum(len(r.ids) for group in (responses, solutions) for rs in group.values() for r in rs)
         generated += sum(len(r.ids) for r in rollouts)
         metrics.update({f"time/{k}_s": v for k, v in timer.seconds.items()})
         metrics["time/selfplay_s"] = time.perf_counter() - start
         metrics["rollout/generated_tokens"] = float(generated)
-        return IterationResult(sequences, metrics, generated)
+        return IterationResult(sequences, metrics, generated, records)
 
     def _proposer_rewards(self, task: TaskType, jobs: list[_Job], responses: list[_Response],
                           checks: list[ProposalCheck], rates: dict[int, float], metrics: dict[str, float]):
@@ -278,9 +285,10 @@ class SelfPlay:
         metrics.update({f"{name}/propose/invalid/{kind}": float(count) for kind, count in failures.items()})
         return rewards, admitted
 
-    def _advantages(self, episodes, metrics: dict[str, float]) -> list[TrainSequence]:
+    def _advantages(self, episodes, outcomes, metrics: dict[str, float]) -> tuple[list[TrainSequence], list[dict]]:
         trained = [g for g in GROUPS if g in episodes and (g[1] is Role.SOLVE or self.cfg.azr.train_propose)]
         flat = [(g, job, resp, r) for g in trained for job, resp, r in episodes[g]]
+        flat_outcomes = [o for g in trained for o in outcomes[g]]
         advantages, stats = trr_advantages([r for *_, r in flat], [len(resp.ids) for _, _, resp, _ in flat],
                                            [g for g, *_ in flat], weighting=self.cfg.azr.advantage_weighting,
                                            eps=self.cfg.azr.advantage_eps)
@@ -288,8 +296,12 @@ class SelfPlay:
             prefix = f"{task.value}/{role.value}"
             metrics[f"{prefix}/response_tokens_mean"] = s.num_tokens / max(s.num_sequences, 1)
             metrics[f"{prefix}/reward_std"] = s.std
-        return [TrainSequence(job.ids, resp.ids, resp.logprobs, float(a))
-                for (_, job, resp, _), a in zip(flat, advantages)]
+        sequences = [TrainSequence(job.ids, resp.ids, resp.logprobs, float(a))
+                     for (_, job, resp, _), a in zip(flat, advantages)]
+        records = [{"task": task.value, "role": role.value, "response": resp.generation,
+                    "response_tokens": len(resp.ids), "reward": float(r), "advantage": float(a), **outcome}
+                   for ((task, role), _, resp, r), a, outcome in zip(flat, advantages, flat_outcomes)]
+        return sequences, records
 
 
 def _split(samples: list[_Response], jobs: dict[TaskType, list[_Job]]) -> dict[TaskType, list[_Response]]:

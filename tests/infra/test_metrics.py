@@ -32,3 +32,25 @@ def test_fresh_run_starts_a_fresh_log(tmp_path):
     log.log(1, {"x": math.pi})
     log.close()
     assert read_metrics(tmp_path / "metrics.jsonl") == [{"step": 1, "x": math.pi}]
+
+
+def test_samples_file_follows_the_same_resume_rule(tmp_path):
+    episode = {"task": "deduction", "role": "solve", "response": "```output\n3\n```", "reward": -0.5,
+               "advantage": float("nan"), "accuracy": 0.0}
+    log = MetricsLogger(tmp_path, tensorboard=False, samples=True)
+    for step in (1, 2, 3):
+        log.log_samples(step, [episode, {**episode, "reward": 1.0}])
+    log.close()
+    log = MetricsLogger(tmp_path, tensorboard=False, resume_step=2, samples=True)
+    log.log_samples(3, [{**episode, "reward": 0.25}])
+    log.close()
+    records = read_metrics(tmp_path / "samples.jsonl")
+    assert [(r["step"], r["reward"]) for r in records] == [(1, -0.5), (1, 1.0), (2, -0.5), (2, 1.0), (3, 0.25)]
+    assert records[0] == {"step": 1, **episode, "advantage": "nan"}
+
+
+def test_no_samples_file_unless_asked(tmp_path):
+    log = MetricsLogger(tmp_path, tensorboard=False)
+    log.log_samples(1, [{"task": "deduction", "role": "solve", "reward": 1.0}])
+    log.close()
+    assert not (tmp_path / "samples.jsonl").exists()

@@ -11,7 +11,7 @@ from azr_jax.config import load_train_config
 from azr_jax.executor import Executor
 from azr_jax.selfplay.buffers import SelfPlayBuffers
 from azr_jax.selfplay.iteration import SelfPlay
-from azr_jax.selfplay.tasks import TaskType
+from azr_jax.selfplay.tasks import GROUPS, TaskType
 
 EOS = 256
 
@@ -159,6 +159,16 @@ def test_one_iteration_with_known_rewards(executor):
         np.testing.assert_allclose([s.advantage for s in group], _np_trr(rewards, lengths), rtol=1e-6)
         assert all(s.response[-1] == EOS and len(s.logprobs) == len(s.response) for s in group)
     assert bytes(seqs[0].prompt).decode().endswith("Assistant: <think>")  # R1 template
+
+    # One episode record per sequence, in the same order, with what decided its reward.
+    episodes = result.episodes
+    assert [(e["task"], e["role"]) for e in episodes[::2]] == [(t.value, r.value) for t, r in GROUPS]
+    assert [e["reward"] for e in episodes] == [r for group in expected_rewards for r in group]
+    assert [e["advantage"] for e in episodes] == [s.advantage for s in seqs]
+    assert [e["response_tokens"] for e in episodes] == [len(s.response) for s in seqs]
+    assert [(e["valid"], e["failure"]) for e in episodes[4:6]] == [(True, ""), (False, "no_answer")]
+    assert [e["accuracy"] for e in episodes[6:8]] == [1.0, 0.0]
+    assert episodes[0]["response"].startswith("<think>")  # the prompt's opening, then the response
 
     # Buffers grew with the valid proposals (bad format still admitted), seeds first.
     assert len(buffers[TaskType.ABDUCTION]) == 3 and len(buffers[TaskType.DEDUCTION]) == 2

@@ -30,13 +30,13 @@ def tiny_policy(tmp_path_factory) -> Path:
 
 
 def write_run_config(path: Path, model: Path, out_dir: Path, **top) -> Path:
-    """A run small enough for a test: 2 tasks per group, 16-token responses, 2 devices, a
-    2-task CRUXEval-O evaluation at step 2."""
+    """A run small enough for a test: 2 tasks per group (1 logged to samples.jsonl), 16-token
+    responses, 2 devices, a 2-task CRUXEval-O evaluation at step 2."""
     config = {
         "model": {"path": str(model), "prompt_template": "chat", "remat": False},
         "mesh": {"data": 1, "fsdp": 2, "tensor": 1},
         "out_dir": str(out_dir), "steps": 3, "checkpoint_every": 1, "keep_checkpoints": 2,
-        "tensorboard": False, "progress": False,
+        "tensorboard": False, "progress": False, "log_samples": 1,
         "rollout": {"max_prompt_tokens": 1024, "max_new_tokens": 16, "max_batch": 16},
         "azr": {"batch_size": 2, "num_references": 1, "learnability_samples": 2},
         "optim": {"micro_batch_size": 2, "lr": 1e-3},

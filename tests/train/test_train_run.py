@@ -44,6 +44,10 @@ def _metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+def _samples(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+
+
 def _params(run: Path, step: int) -> dict:
     model, restored = load_checkpoint_model(run, step)
     assert restored == step
@@ -69,6 +73,15 @@ def test_a_run_trains_logs_and_checkpoints(uninterrupted, tiny_policy):
         assert row["rollout/generated_tokens"] > 0
         assert np.isfinite(row["optim/grad_norm"]) and row["optim/grad_norm"] > 0
         assert row["time/iteration_s"] >= row["time/update_s"] > 0
+    # log_samples: 1 -> one episode of each (task, role) group per step, with its reward and outcome.
+    samples = _samples(uninterrupted)
+    assert [(s["step"], s["task"], s["role"]) for s in samples] == [
+        (step, task, role) for step in (1, 2, 3) for task in ("abduction", "deduction", "induction")
+        for role in ("propose", "solve")]
+    for s in samples:
+        assert s["reward"] in (-1.0, -0.5, 1.0) or 0.0 < s["reward"] < 1.0
+        assert ("valid" in s) == (s["role"] == "propose") and ("accuracy" in s) == (s["role"] == "solve")
+        assert isinstance(s["response"], str) and s["response_tokens"] > 0
     # keep_checkpoints: 2 -> the last two steps remain; the config is saved beside them.
     assert sorted(int(p.name) for p in (uninterrupted / "checkpoints").iterdir() if p.name.isdigit()) == [2, 3]
     assert (uninterrupted / "config.yaml").is_file() and (uninterrupted / "base_model" / "config.json").is_file()
@@ -102,6 +115,11 @@ def test_sigkill_then_resume_repeats_the_uninterrupted_run(uninterrupted, tiny_p
     for row, ref in zip(rows, reference):
         same = {k: v for k, v in ref.items() if not k.startswith("time/") and not k.endswith("time_s")}
         assert {k: row[k] for k in same} == pytest.approx(same, nan_ok=True)
+    # samples.jsonl lost the killed step's lines too, and holds what the uninterrupted run logged.
+    resumed_samples, straight_samples = _samples(tmp_path / "run"), _samples(uninterrupted)
+    assert [(s["step"], s["task"], s["role"], s["response"]) for s in resumed_samples] == \
+        [(s["step"], s["task"], s["role"], s["response"]) for s in straight_samples]
+    assert [s["advantage"] for s in resumed_samples] == pytest.approx([s["advantage"] for s in straight_samples])
     resumed, straight = _params(tmp_path / "run", 3), _params(uninterrupted, 3)
     for path, value in straight.items():
         np.testing.assert_allclose(resumed[path], value, rtol=0, atol=1e-6, err_msg=str(path))
