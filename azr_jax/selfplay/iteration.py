@@ -229,19 +229,19 @@ class SelfPlay:
                                       for k, (i, _) in enumerate(learn_jobs[t])}
             accuracies = scoring.result()
 
-        episodes: dict[tuple[TaskType, Role], list[tuple[_Job, _Response, float]]] = {}
-        outcomes: dict[tuple[TaskType, Role], list[dict[str, Any]]] = {}
+        # (job, response, reward, outcome) per episode; the outcome says what decided the reward.
+        episodes: dict[tuple[TaskType, Role], list[tuple[_Job, _Response, float, dict[str, Any]]]] = {}
         metrics: dict[str, float] = {}
         admitted: dict[TaskType, list] = {}
         for t in self.task_types:
             rewards, admitted[t] = self._proposer_rewards(t, propose[t], responses[t], checks[t], solve_rates[t],
                                                           metrics)
-            episodes[(t, Role.PROPOSE)] = list(zip(propose[t], responses[t], rewards))
+            episodes[(t, Role.PROPOSE)] = list(zip(propose[t], responses[t], rewards,
+                                                   [{"valid": c.valid, "failure": c.failure} for c in checks[t]]))
             sol_rewards = [solver_reward(format_ok=self._formatted(r), accuracy=a)
                            for r, a in zip(solutions[t], accuracies[t])]
-            episodes[(t, Role.SOLVE)] = list(zip(solve[t], solutions[t], sol_rewards))
-            outcomes[(t, Role.PROPOSE)] = [{"valid": c.valid, "failure": c.failure} for c in checks[t]]
-            outcomes[(t, Role.SOLVE)] = [{"accuracy": float(a)} for a in accuracies[t]]
+            episodes[(t, Role.SOLVE)] = list(zip(solve[t], solutions[t], sol_rewards,
+                                                 [{"accuracy": float(a)} for a in accuracies[t]]))
             metrics.update({f"{t.value}/solve/accuracy": _mean(accuracies[t]),
                             f"{t.value}/solve/format_rate": _mean([format_ok(r.generation) for r in solutions[t]]),
                             f"{t.value}/solve/reward_mean": _mean(sol_rewards)})
@@ -249,7 +249,7 @@ class SelfPlay:
             metrics[f"{t.value}/propose/admitted"] = float(self.buffers.add(t, admitted[t], step))
             metrics[f"buffer/{t.value}_size"] = float(len(self.buffers[t]))
 
-        sequences, records = self._advantages(episodes, outcomes, metrics)
+        sequences, records = self._advantages(episodes, metrics)
         generated = sum(len(r.ids) for group in (responses, solutions) for rs in group.values() for r in rs)
         generated += sum(len(r.ids) for r in rollouts)
         metrics.update({f"time/{k}_s": v for k, v in timer.seconds.items()})
@@ -285,11 +285,11 @@ class SelfPlay:
         metrics.update({f"{name}/propose/invalid/{kind}": float(count) for kind, count in failures.items()})
         return rewards, admitted
 
-    def _advantages(self, episodes, outcomes, metrics: dict[str, float]) -> tuple[list[TrainSequence], list[dict]]:
+    def _advantages(self, episodes, metrics: dict[str, float]) -> tuple[list[TrainSequence], list[dict]]:
         trained = [g for g in GROUPS if g in episodes and (g[1] is Role.SOLVE or self.cfg.azr.train_propose)]
-        flat = [(g, job, resp, r) for g in trained for job, resp, r in episodes[g]]
-        flat_outcomes = [o for g in trained for o in outcomes[g]]
-        advantages, stats = trr_advantages([r for *_, r in flat], [len(resp.ids) for _, _, resp, _ in flat],
+        flat = [(g, *episode) for g in trained for episode in episodes[g]]
+        advantages, stats = trr_advantages([r for _, _, _, r, _ in flat],
+                                           [len(resp.ids) for _, _, resp, _, _ in flat],
                                            [g for g, *_ in flat], weighting=self.cfg.azr.advantage_weighting,
                                            eps=self.cfg.azr.advantage_eps)
         for (task, role), s in stats.items():
@@ -297,10 +297,10 @@ class SelfPlay:
             metrics[f"{prefix}/response_tokens_mean"] = s.num_tokens / max(s.num_sequences, 1)
             metrics[f"{prefix}/reward_std"] = s.std
         sequences = [TrainSequence(job.ids, resp.ids, resp.logprobs, float(a))
-                     for (_, job, resp, _), a in zip(flat, advantages)]
+                     for (_, job, resp, _, _), a in zip(flat, advantages)]
         records = [{"task": task.value, "role": role.value, "response": resp.generation,
                     "response_tokens": len(resp.ids), "reward": float(r), "advantage": float(a), **outcome}
-                   for ((task, role), _, resp, r), a, outcome in zip(flat, advantages, flat_outcomes)]
+                   for ((task, role), _, resp, r, outcome), a in zip(flat, advantages)]
         return sequences, records
 
 
