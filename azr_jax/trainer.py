@@ -38,9 +38,10 @@ from azr_jax.typed_config import build, to_dict
 
 log = logging.getLogger(__name__)
 
-# Keys that may change when a run is resumed: how long and how it is observed, not what it learns.
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "tensorboard", "wandb_project", "progress",
-                     "log_samples", "eval.", "executor.workers")
+# Keys that may change when a run is resumed: how long, where (a run folder may be moved) and how it
+# is observed, not what it learns.
+RESUMABLE_CHANGES = ("steps", "out_dir", "checkpoint_every", "keep_checkpoints", "tensorboard", "wandb_project",
+                     "progress", "log_samples", "eval.", "executor.workers")
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:

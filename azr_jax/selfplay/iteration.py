@@ -108,7 +108,8 @@ class SelfPlay:
     def _encode(self, prompt: Prompt) -> list[int]:
         return list(self.tokenizer.encode(prompt.text, add_special_tokens=False))
 
-    def _proposer_jobs(self, task: TaskType, rng: np.random.Generator) -> list[_Job]:
+    def proposer_jobs(self, task: TaskType, rng: np.random.Generator) -> list[_Job]:
+        """`azr.batch_size` proposer prompts of `task`, references drawn from the current buffers."""
         az = self.cfg.azr
         jobs = []
         for _ in range(az.batch_size):
@@ -140,8 +141,8 @@ class SelfPlay:
 
     # -- sampling ---------------------------------------------------------------------------
 
-    def _sample(self, jobs: Sequence[_Job], *, n: int, seed: int) -> list[_Response]:
-        """n responses per job, job-major."""
+    def sample(self, jobs: Sequence[_Job], *, n: int, seed: int) -> list[_Response]:
+        """n responses per job, job-major, parsed for their answers."""
         if not jobs:
             return []
         r = self.cfg.rollout
@@ -162,7 +163,8 @@ class SelfPlay:
 
     # -- scoring ----------------------------------------------------------------------------
 
-    def _check_proposals(self, task: TaskType, jobs: list[_Job], responses: list[_Response]) -> list[ProposalCheck]:
+    def check_proposals(self, task: TaskType, jobs: list[_Job], responses: list[_Response]) -> list[ProposalCheck]:
+        """Parse and validate (in the executor) one task type's proposals."""
         answers = [r.answer for r in responses]
         thoughts = [extract_thought(r.generation) for r in responses]
         if task is TaskType.INDUCTION:
@@ -186,18 +188,18 @@ class SelfPlay:
         start = time.perf_counter()
         rng = np.random.default_rng([cfg.seed, step])
         with timer("prompts"):
-            propose = {t: self._proposer_jobs(t, rng) for t in self.task_types}
+            propose = {t: self.proposer_jobs(t, rng) for t in self.task_types}
             solve = {t: self._solver_jobs(t, rng, step) for t in self.task_types}
 
         with ThreadPoolExecutor(max_workers=1) as host:
             with timer("sample_proposals"):
                 flat = [j for t in self.task_types for j in propose[t]]
-                responses = _split(self._sample(flat, n=1, seed=self._seed(step, 0)), propose)
+                responses = _split(self.sample(flat, n=1, seed=self._seed(step, 0)), propose)
             validation = host.submit(timer.timed, "validate_proposals", lambda: {
-                t: self._check_proposals(t, propose[t], responses[t]) for t in self.task_types})
+                t: self.check_proposals(t, propose[t], responses[t]) for t in self.task_types})
             with timer("sample_solutions"):
                 flat = [j for t in self.task_types for j in solve[t]]
-                solutions = _split(self._sample(flat, n=1, seed=self._seed(step, 1)), solve)
+                solutions = _split(self.sample(flat, n=1, seed=self._seed(step, 1)), solve)
             scoring = host.submit(timer.timed, "score_solutions", lambda: {
                 t: self._accuracies(t, [j.source for j in solve[t]], solutions[t]) for t in self.task_types})
             checks = validation.result()
@@ -215,7 +217,7 @@ class SelfPlay:
             n = cfg.azr.learnability_samples
             with timer("sample_learnability"):
                 flat = [job for t in self.task_types for _, job in learn_jobs[t]]
-                rollouts = self._sample(flat, n=n, seed=self._seed(step, 2))
+                rollouts = self.sample(flat, n=n, seed=self._seed(step, 2))
             with timer("score_learnability"):
                 solve_rates: dict[TaskType, dict[int, float]] = {}
                 offset = 0

@@ -1,0 +1,82 @@
+"""How often does the (untrained) policy write valid proposals? Prompts, sampling, parsing and
+validation are the self-play iteration's own, so the figures are those a run would see.
+
+    python scripts/probe_proposals.py [--config FILE] [--n 32] [--out probe.jsonl] [key=value ...]
+
+Builds `--n` proposer prompts per task type from the config's initial buffers, samples them in one
+call (temperature etc. from `rollout.*`), and prints per task type how many parsed, how many are
+valid, and why the others failed. `--out` writes every response with its outcome as JSON lines.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", action="append", default=None, metavar="FILE",
+                        help="YAML config (default: configs/default.yaml)")
+    parser.add_argument("--n", type=int, default=32, help="proposals per task type")
+    parser.add_argument("--out", type=Path, help="write every response and its outcome here (jsonl)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    args = parser.parse_args()
+
+    import numpy as np
+
+    from azr_jax.config import load_train_config
+    from azr_jax.executor import Executor
+    from azr_jax.model import DTYPES, load_hf, load_tokenizer, make_mesh, resolve_model_path
+    from azr_jax.sampling import Sampler
+    from azr_jax.selfplay.buffers import SelfPlayBuffers
+    from azr_jax.selfplay.iteration import SelfPlay
+    from azr_jax.selfplay.parsing import ParseFailure
+    from azr_jax.selfplay.tasks import TaskType
+
+    configs = args.config or [str(Path(__file__).resolve().parents[1] / "configs" / "default.yaml")]
+    cfg = load_train_config(configs, [*args.overrides, f"azr.batch_size={args.n}"])
+    mesh = make_mesh(cfg.mesh)
+    path = resolve_model_path(cfg.model.path)
+    model = load_hf(path, dtype=DTYPES[cfg.model.param_dtype], compute_dtype=DTYPES[cfg.model.compute_dtype],
+                    mesh=mesh)
+    tokenizer = load_tokenizer(path)
+    sampler = Sampler(model, tokenizer, mesh, max_batch=cfg.rollout.max_batch)
+    buffers = SelfPlayBuffers.initial(seed_file=cfg.azr.seed_file, induction_seed_file=cfg.azr.induction_seed_file,
+                                      seed_size=cfg.azr.seed_size, min_seeds=1, max_programs=cfg.azr.max_programs)
+    tasks = [TaskType(t) for t in cfg.azr.task_types]
+    with Executor(workers=cfg.executor.workers or 2, timeout_s=cfg.executor.timeout_s,
+                  memory_mb=cfg.executor.memory_mb, max_output_chars=cfg.executor.max_output_chars,
+                  banned_imports=cfg.azr.banned_imports) as executor:
+        selfplay = SelfPlay(cfg, tokenizer, sampler, executor, buffers)
+        rng = np.random.default_rng([cfg.seed, 0])
+        jobs = {t: selfplay.proposer_jobs(t, rng) for t in tasks}
+        start = time.perf_counter()
+        flat = [j for t in tasks for j in jobs[t]]
+        responses = selfplay.sample(flat, n=1, seed=cfg.seed)
+        seconds = time.perf_counter() - start
+        offset, rows = 0, []
+        print(f"{cfg.model.path}, template {cfg.model.prompt_template}, temperature {cfg.rollout.temperature}, "
+              f"{cfg.rollout.max_new_tokens} new tokens, {args.n} proposals per task type, sampled in {seconds:.0f} s")
+        for t in tasks:
+            mine = responses[offset:offset + len(jobs[t])]
+            offset += len(jobs[t])
+            checks = selfplay.check_proposals(t, jobs[t], mine)
+            parse_failures = {f.value for f in ParseFailure}
+            parsed = sum(c.failure not in parse_failures for c in checks)
+            valid = sum(c.valid for c in checks)
+            failures = Counter(c.failure for c in checks if not c.valid)
+            print(f"  {t.value:<10} parsed {parsed:>3}/{len(checks)}  valid {valid:>3}/{len(checks)}  "
+                  f"failures: {', '.join(f'{k} {v}' for k, v in failures.most_common())}")
+            rows += [{"task": t.value, "response": r.generation, "valid": c.valid, "failure": c.failure}
+                     for r, c in zip(mine, checks)]
+    if args.out:
+        args.out.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+if __name__ == "__main__":
+    main()
