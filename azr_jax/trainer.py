@@ -112,9 +112,7 @@ class Trainer:
             temperature=cfg.rollout.temperature or 1.0), self.mesh)
         _, self.params = nnx.split(self.model, nnx.Param)
         self.opt_state = self.train_step.init_optimizer(self.params)
-        self.buffers = SelfPlayBuffers.initial(
-            seed_file=cfg.azr.seed_file, induction_seed_file=cfg.azr.induction_seed_file,
-            seed_size=cfg.azr.seed_size, min_seeds=1, max_programs=cfg.azr.max_programs)
+        self.buffers = initial_buffers(cfg)
         self.store = CheckpointStore(store_dir, keep=cfg.keep_checkpoints)
         self.step = 0
         if resume:
@@ -137,15 +135,11 @@ class Trainer:
                         state={"step": self.step, "buffers": self.buffers.state_dict(), "config": to_dict(self.cfg)})
 
     def run(self) -> None:
-        from azr_jax.executor import Executor  # the template process starts here, not at import
-
         cfg = self.cfg
         metrics = MetricsLogger(self.out_dir, tensorboard=cfg.tensorboard, wandb_project=cfg.wandb_project,
                                 resume_step=self.step if self.step else None, config=to_dict(cfg),
                                 enabled=self.primary, samples=cfg.log_samples > 0)
-        workers = cfg.executor.workers or os.cpu_count() or 1
-        with Executor(workers=workers, timeout_s=cfg.executor.timeout_s, memory_mb=cfg.executor.memory_mb,
-                      max_output_chars=cfg.executor.max_output_chars, banned_imports=cfg.azr.banned_imports) as ex:
+        with make_executor(cfg) as ex:
             selfplay = SelfPlay(cfg, self.tokenizer, self.sampler, ex, self.buffers)
             progress = _progress(cfg, self.step) if self.primary else None
             try:
@@ -192,6 +186,22 @@ class Trainer:
         metrics["time/eval_s"] = time.perf_counter() - start
         log.info("step %d: %s", self.step, ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if "pass@" in k))
         return metrics
+
+
+def initial_buffers(cfg: TrainConfig) -> SelfPlayBuffers:
+    """The buffers a run starts from: the seed files of `azr.*`, else the zero triplet."""
+    a = cfg.azr
+    return SelfPlayBuffers.initial(seed_file=a.seed_file, induction_seed_file=a.induction_seed_file,
+                                   seed_size=a.seed_size, min_seeds=1, max_programs=a.max_programs)
+
+
+def make_executor(cfg: TrainConfig):
+    """The run's sandboxed executor (a context manager); its template process starts on creation."""
+    from azr_jax.executor import Executor  # not at import: importing the trainer starts no process
+
+    e = cfg.executor
+    return Executor(workers=e.workers or os.cpu_count() or 1, timeout_s=e.timeout_s, memory_mb=e.memory_mb,
+                    max_output_chars=e.max_output_chars, banned_imports=cfg.azr.banned_imports)
 
 
 def _first_per_group(episodes: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:

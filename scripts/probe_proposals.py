@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", action="append", default=None, metavar="FILE",
@@ -30,13 +31,12 @@ def main() -> None:
     import numpy as np
 
     from azr_jax.config import load_train_config
-    from azr_jax.executor import Executor
     from azr_jax.model import DTYPES, load_hf, load_tokenizer, make_mesh, resolve_model_path
     from azr_jax.sampling import Sampler
-    from azr_jax.selfplay.buffers import SelfPlayBuffers
     from azr_jax.selfplay.iteration import SelfPlay
     from azr_jax.selfplay.parsing import ParseFailure
     from azr_jax.selfplay.tasks import TaskType
+    from azr_jax.trainer import initial_buffers, make_executor
 
     configs = args.config or [str(Path(__file__).resolve().parents[1] / "configs" / "default.yaml")]
     cfg = load_train_config(configs, [*args.overrides, f"azr.batch_size={args.n}"])
@@ -46,13 +46,10 @@ def main() -> None:
                     mesh=mesh)
     tokenizer = load_tokenizer(path)
     sampler = Sampler(model, tokenizer, mesh, max_batch=cfg.rollout.max_batch)
-    buffers = SelfPlayBuffers.initial(seed_file=cfg.azr.seed_file, induction_seed_file=cfg.azr.induction_seed_file,
-                                      seed_size=cfg.azr.seed_size, min_seeds=1, max_programs=cfg.azr.max_programs)
     tasks = [TaskType(t) for t in cfg.azr.task_types]
-    with Executor(workers=cfg.executor.workers or 2, timeout_s=cfg.executor.timeout_s,
-                  memory_mb=cfg.executor.memory_mb, max_output_chars=cfg.executor.max_output_chars,
-                  banned_imports=cfg.azr.banned_imports) as executor:
-        selfplay = SelfPlay(cfg, tokenizer, sampler, executor, buffers)
+    parse_failures = {f.value for f in ParseFailure}
+    with make_executor(cfg) as executor:
+        selfplay = SelfPlay(cfg, tokenizer, sampler, executor, initial_buffers(cfg))
         rng = np.random.default_rng([cfg.seed, 0])
         jobs = {t: selfplay.proposer_jobs(t, rng) for t in tasks}
         start = time.perf_counter()
@@ -66,7 +63,6 @@ def main() -> None:
             mine = responses[offset:offset + len(jobs[t])]
             offset += len(jobs[t])
             checks = selfplay.check_proposals(t, jobs[t], mine)
-            parse_failures = {f.value for f in ParseFailure}
             parsed = sum(c.failure not in parse_failures for c in checks)
             valid = sum(c.valid for c in checks)
             failures = Counter(c.failure for c in checks if not c.valid)
