@@ -41,6 +41,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["azr_jax", "azr_jax.*"]),
+    # The run configs and the reference seed buffers, found through azr_jax.resources.
+    package_data={"azr_jax": ["configs/*.yaml", "configs/mesh/*.yaml", "data/README.md", "data/azr-seeds/*.jsonl"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TEST_REQUIRES},
     license="Apache-2.0",

@@ -1,7 +1,7 @@
 """The training configuration: every knob of a run, with the reference AZR numbers as defaults.
 
 Defaults follow `docs/algorithm.md` (the paper-branch semantics chosen in the project decisions);
-`configs/*.yaml` only override what differs. `python -m azr_jax.train --help` prints this table.
+`azr_jax/configs/*.yaml` only override what differs. `python -m azr_jax.train --help` prints this table.
 """
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from typing import Literal
 
 from azr_jax.typed_config import load, option, section
 from azr_jax.errors import ConfigError
-from azr_jax.executor.checks import DEFAULT_BANNED_IMPORTS
+from azr_jax.executor.checks import DEFAULT_BANNED_IMPORTS, MIN_MEMORY_MB, is_module_list
 from azr_jax.model.embedded import DEFAULT_MODEL
 from azr_jax.model.sharding import MeshConfig
+from azr_jax.resources import config_path
 from azr_jax.selfplay.rewards import IntrinsicReward
 
 TaskName = Literal["deduction", "abduction", "induction"]
@@ -115,8 +116,11 @@ class OptimOptions:
 class ExecutorOptions:
     workers: int = option(0, "sandbox worker processes (0 = one per CPU core)", min=0)
     timeout_s: float = option(10.0, "wall-clock limit per program run", greater_than=0.0)
-    memory_mb: int = option(1024, "address-space limit per program run", min=64)
+    memory_mb: int = option(1024, "address-space limit per program run (MB)", min=MIN_MEMORY_MB)
     max_output_chars: int = option(400, "outputs with a longer repr make a proposal invalid", min=1)
+    require_private_root: bool = option(
+        True, "refuse to start where programs cannot be kept from reading host files (needs root or user "
+              "namespaces; docs/algorithm.md 'Sandbox'); false: run with the in-process layers only")
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,8 @@ class TrainConfig:
     eval: EvalOptions = section(EvalOptions, "benchmarks during training")
 
     def __post_init__(self) -> None:
+        if not is_module_list(self.azr.banned_imports):
+            raise ConfigError(f"azr.banned_imports: need (dotted) module names, got {list(self.azr.banned_imports)}")
         if len(set(self.azr.task_types)) != len(self.azr.task_types) or not self.azr.task_types:
             raise ConfigError(f"azr.task_types: need distinct task types, got {list(self.azr.task_types)}")
         if self.optim.micro_batch_size > self.azr.batch_size:
@@ -167,7 +173,7 @@ class TrainConfig:
 
 
 def load_train_config(paths=(), overrides=()) -> TrainConfig:
-    """Defaults <- YAML files (in order) <- `dotted.key=value` overrides."""
+    """Defaults <- YAML files (in order; paths or shipped config names) <- `dotted.key=value` overrides."""
     if isinstance(paths, (str, bytes)) or hasattr(paths, "__fspath__"):
         paths = [paths]
-    return load(TrainConfig, paths, overrides)
+    return load(TrainConfig, [config_path(p) for p in paths], overrides)

@@ -45,3 +45,7 @@ class ExecutorError(AzrError, RuntimeError):
 class SamplingError(AzrError, ValueError):
     """A generation request is invalid: bad sampling parameters, or a prompt that is empty, too
     long for the cache, or holds token ids outside the model's vocabulary."""
+
+
+class RunFolderInUseError(AzrError, RuntimeError):
+    """Another trainer holds the run folder (the message names its pid and host)."""

@@ -39,13 +39,12 @@ def load_checkpoint_model(run_dir: str | Path, step: int | None = None, *, mesh=
     params_like = nnx.from_flat_state([
         (p, v.replace(jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=param_sharding(state_path(p), v.shape, mesh))))
         for p, v in nnx.to_flat_state(params_like)])
-    store = CheckpointStore(run_dir / "checkpoints")
+    store = CheckpointStore(run_dir / "checkpoints", read_only=True)   # the run may still be training
     try:
-        step = store.latest_step() if step is None else step
-        params, _ = store.restore_params(params_like, step)
+        restored = store.restore(params_like=params_like, opt_state_like=None, step=step)
     finally:
         store.close()
-    return nnx.merge(graphdef, params), step
+    return nnx.merge(graphdef, restored.params), restored.step
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,20 +1,20 @@
 """`python -m azr_jax.train [--config FILE ...] [--resume] [dotted.key=value ...]`
 
-With no arguments: AZR self-play on the embedded SmolLM2-135M-Instruct with configs/default.yaml's
-settings if that file is present, else the built-in defaults. `--help` lists every key.
+With no arguments: AZR self-play on the embedded SmolLM2-135M-Instruct with the shipped
+`azr_jax/configs/default.yaml`. `--config` takes a YAML path or a shipped config's name
+(`--config qwen2.5-coder-7b`, `--config mesh/tpu-pod-fsdp`). `--help` lists every key.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 from azr_jax.config import TrainConfig, load_train_config
 from azr_jax.errors import AzrError
-from azr_jax.typed_config import describe
+from azr_jax.resources import DEFAULT_CONFIG, shipped_configs
+from azr_jax.typed_config import describe, to_dict
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
 
 
 def _help_epilog() -> str:
@@ -30,9 +30,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m azr_jax.train", description="Absolute Zero Reasoner self-play training.",
         epilog=_help_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", action="append", default=None, metavar="FILE",
-                        help=f"YAML config; repeat to layer files (default: {DEFAULT_CONFIG.name} if present)")
+                        help=f"YAML config file or shipped config name; repeat to layer them (default: "
+                             f"default; shipped: {', '.join(shipped_configs())})")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in out_dir from its latest checkpoint")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config as YAML and exit (nothing is loaded or written)")
     parser.add_argument("--multihost", action="store_true",
                         help="call jax.distributed.initialize() first (TPU pods, multi-node GPU)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=1e-6")
@@ -48,10 +51,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.multihost:
             import jax
             jax.distributed.initialize()
-        configs = args.config if args.config is not None else ([DEFAULT_CONFIG] if DEFAULT_CONFIG.is_file() else [])
+        configs = args.config if args.config is not None else [DEFAULT_CONFIG]
         cfg = load_train_config(configs, args.overrides)
+        if args.print_config:
+            import yaml
+            print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+            return 0
         from azr_jax.trainer import Trainer  # heavy imports after the config is known to be valid
-        Trainer(cfg, resume=args.resume).run()
+        with Trainer(cfg, resume=args.resume) as trainer:
+            trainer.run()
     except AzrError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ iteration) and `tb/`. Everything random derives from
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -31,6 +32,7 @@ from azr_jax.metrics import MetricsLogger
 from azr_jax.model import DTYPES, load_hf, load_tokenizer, make_mesh, resolve_model_path
 from azr_jax.model.atomic_dir import atomic_directory, write_atomic
 from azr_jax.model.hf_export import GENERATION_CONFIG, TOKENIZER_FILES
+from azr_jax.run_lock import LOCK_FILE, RunLock
 from azr_jax.sampling import Sampler
 from azr_jax.selfplay.buffers import SelfPlayBuffers
 from azr_jax.selfplay.iteration import SelfPlay
@@ -76,11 +78,29 @@ def _copy_base_model(source: Path, target: Path) -> None:
 
 
 class Trainer:
-    """Owns every component of a run; `run()` trains from the start or the latest checkpoint."""
+    """Owns every component of a run; `run()` trains from the start or the latest checkpoint.
+
+    A context manager: leaving it (normally, on an error or on Ctrl-C) finishes a pending
+    checkpoint write, stops orbax's threads and releases the run folder's lock."""
 
     def __init__(self, cfg: TrainConfig, *, resume: bool = False):
+        self.cfg = cfg
         self.out_dir = Path(cfg.out_dir)
         self.primary = jax.process_index() == 0
+        self._exit = contextlib.ExitStack()
+        fresh_folder = not self.out_dir.exists()
+        try:
+            self._setup(resume)
+        except BaseException:
+            self._exit.close()
+            if fresh_folder and self.out_dir.is_dir() and [p.name for p in self.out_dir.iterdir()] == [LOCK_FILE]:
+                shutil.rmtree(self.out_dir)   # refused before anything was written: leave no folder behind
+            raise
+
+    def _setup(self, resume: bool) -> None:
+        cfg = self.cfg
+        if self.primary:   # one writer per run folder, from before anything in it is read
+            self._exit.enter_context(RunLock(self.out_dir))
         config_file = self.out_dir / "config.yaml"
         store_dir = self.out_dir / "checkpoints"
         if resume:
@@ -90,15 +110,19 @@ class Trainer:
         elif store_dir.is_dir() and any(p.name.isdigit() for p in store_dir.iterdir()):
             raise ConfigError(f"{self.out_dir} already holds checkpoints of a run; pass --resume to continue it "
                               f"or choose another out_dir")
-        self.cfg = cfg
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        if self.primary:
-            write_atomic(config_file, [yaml.safe_dump(to_dict(cfg), sort_keys=False)])
-
+        # Everything that can be refused is checked before anything is written or loaded.
         self.mesh = make_mesh(cfg.mesh)
         model_path = resolve_model_path(cfg.model.path)
+        self.buffers = initial_buffers(cfg)
+        if cfg.eval.every_n_steps:
+            from azr_jax.eval import load_tasks
+            for benchmark in cfg.eval.benchmarks:
+                load_tasks(benchmark, cfg.eval.humaneval_path if benchmark == "humaneval" else cfg.eval.cruxeval_path,
+                           cfg.eval.limit)
         if self.primary:
+            write_atomic(config_file, [yaml.safe_dump(to_dict(cfg), sort_keys=False)])
             _copy_base_model(model_path, self.out_dir / "base_model")
+
         log.info("loading %s on mesh %s", model_path, dict(self.mesh.shape))
         self.model = load_hf(model_path, dtype=DTYPES[cfg.model.param_dtype],
                              compute_dtype=DTYPES[cfg.model.compute_dtype], mesh=self.mesh,
@@ -112,22 +136,31 @@ class Trainer:
             temperature=cfg.rollout.temperature or 1.0), self.mesh)
         _, self.params = nnx.split(self.model, nnx.Param)
         self.opt_state = self.train_step.init_optimizer(self.params)
-        self.buffers = initial_buffers(cfg)
         self.store = CheckpointStore(store_dir, keep=cfg.keep_checkpoints)
+        self._exit.callback(self.store.close)
         self.step = 0
         if resume:
             self._restore()
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
+    def close(self) -> None:
+        self._exit.close()
+
+    def __enter__(self) -> "Trainer":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def _restore(self) -> None:
-        if self.store.latest_step() is None:
+        restored = self.store.restore_latest(params_like=self.params, opt_state_like=self.opt_state)
+        if restored is None:
             log.info("no checkpoint yet in %s: starting from step 0", self.store.directory)
             return
-        self.params, self.opt_state, state = self.store.restore(params_like=self.params,
-                                                                opt_state_like=self.opt_state)
+        self.params, self.opt_state = restored.params, restored.opt_state
         nnx.update(self.model, self.params)
-        self.step = int(state["step"])
-        self.buffers.load_state_dict(state["buffers"], resume_step=self.step)
+        self.step = int(restored.state["step"])
+        self.buffers.load_state_dict(restored.state["buffers"], resume_step=self.step)
         log.info("resumed from step %d", self.step)
 
     def save(self) -> None:
@@ -160,7 +193,6 @@ class Trainer:
             finally:
                 if progress is not None:
                     progress.close()
-                self.store.close()
                 metrics.close()
 
     def _iteration(self, selfplay: SelfPlay) -> tuple[dict[str, float], list[dict[str, Any]]]:
@@ -201,7 +233,8 @@ def make_executor(cfg: TrainConfig):
 
     e = cfg.executor
     return Executor(workers=e.workers or os.cpu_count() or 1, timeout_s=e.timeout_s, memory_mb=e.memory_mb,
-                    max_output_chars=e.max_output_chars, banned_imports=cfg.azr.banned_imports)
+                    max_output_chars=e.max_output_chars, banned_imports=cfg.azr.banned_imports,
+                    require_private_root=e.require_private_root)
 
 
 def _first_per_group(episodes: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:

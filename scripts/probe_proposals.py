@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", action="append", default=None, metavar="FILE",
-                        help="YAML config (default: configs/default.yaml)")
+                        help="YAML config file or shipped config name (default: default)")
     parser.add_argument("--n", type=int, default=32, help="proposals per task type")
     parser.add_argument("--out", type=Path, help="write every response and its outcome here (jsonl)")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
@@ -38,7 +38,7 @@ def main() -> None:
     from azr_jax.selfplay.tasks import TaskType
     from azr_jax.trainer import initial_buffers, make_executor
 
-    configs = args.config or [str(Path(__file__).resolve().parents[1] / "configs" / "default.yaml")]
+    configs = args.config or ["default"]
     cfg = load_train_config(configs, [*args.overrides, f"azr.batch_size={args.n}"])
     mesh = make_mesh(cfg.mesh)
     path = resolve_model_path(cfg.model.path)

@@ -16,6 +16,17 @@ DEFAULT_BANNED_IMPORTS: tuple[str, ...] = (
 
 ENTRY_FUNCTION = "f"
 
+# A child inherits the template's address space (~50 MB) before any work; the Executor and the
+# config (executor.memory_mb) both refuse less.
+MIN_MEMORY_MB = 128
+
+
+def is_module_list(names: object) -> bool:
+    """A sequence of (dotted) module names, as `banned_imports` must be (Executor and config)."""
+    return not isinstance(names, str) and all(
+        isinstance(entry, str) and entry and all(part.isidentifier() for part in entry.split("."))
+        for entry in names)
+
 Path = tuple[str, ...]
 
 

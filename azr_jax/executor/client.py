@@ -3,8 +3,9 @@
 The template is a fresh interpreter started with `os.posix_spawn` (thread-safe, unlike a
 fork of a caller that may run JAX threads, and it keeps the subprocess machinery out of the
 template, whose children must not find it loaded). Where permitted it starts under util-linux
-`unshare` in new PID, mount and network namespaces (see sandbox.py); otherwise directly, and
-the in-process layers still apply. It runs in a session of its own, so a terminal's Ctrl-C
+`unshare` in new PID, mount and network namespaces, where it moves into its private root file
+system (rootfs.py); otherwise directly, where only the in-process layers apply and programs
+could read host files, so that is refused unless the caller opts out. It runs in a session of its own, so a terminal's Ctrl-C
 does not reach it, and it exits when its stdin closes, which the kernel also does when the
 caller dies, even by SIGKILL.
 """
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import azr_jax
+from azr_jax.errors import ExecutorError
 from azr_jax.executor import protocol
 
 _START_TIMEOUT_S = 60.0
@@ -35,23 +37,34 @@ Frame = tuple[dict[str, Any], bytes, bytes]
 class TemplateProcess:
     """One running template process. Not thread-safe: the Executor serialises calls."""
 
-    def __init__(self, config: dict[str, Any], namespaces: bool = True) -> None:
+    def __init__(self, config: dict[str, Any], namespaces: bool = True, require_private_root: bool = True) -> None:
+        """`require_private_root`: refuse (ExecutorError) to run where programs would see the
+        host's files, i.e. where the namespaces or the private root (rootfs.py) are not possible."""
         unshare = shutil.which("unshare") if namespaces else None
         self.namespaces = False
+        why = "namespaces were not requested" if not namespaces else "util-linux `unshare` is not installed"
         if unshare is not None:
             try:
                 self._spawn([unshare, *_NAMESPACES], config)
                 self.namespaces = True
-                return
-            except protocol.ProtocolError:
-                pass   # not permitted here (no root, no user namespaces): start it plainly
-        self._spawn([], config)
+            except protocol.ProtocolError as e:
+                why = f"`unshare` was refused ({e}): no root and no user namespaces?"
+        if not self.namespaces:
+            self._spawn([], config)
+            self.why_not_private = why
+        if require_private_root and not self.private_root:
+            self.close()
+            raise ExecutorError(
+                f"the sandbox cannot hide the host's files from programs: {self.why_not_private}. Run as root "
+                f"(or where user namespaces are allowed), or accept programs reading host files with "
+                f"executor.require_private_root=false (Executor(require_private_root=False))")
 
     def _spawn(self, prefix: list[str], config: dict[str, Any]) -> None:
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(azr_jax.__file__)))
+        # Nothing of the caller's environment (API keys, paths) reaches the template: programs
+        # could read it back from /proc/self/environ. Only these constants.
         env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "PYTHONPATH": package_root,
+            "PATH": "/usr/bin:/bin",
             # A fixed hash seed makes set iteration order, and so gold outputs, reproducible
             # from one run (and one template) to the next.
             "PYTHONHASHSEED": "0",
@@ -63,7 +76,9 @@ class TemplateProcess:
         }
         if "LD_LIBRARY_PATH" in os.environ:   # some Python builds need it to find libpython
             env["LD_LIBRARY_PATH"] = os.environ["LD_LIBRARY_PATH"]
-        argv = [*prefix, sys.executable, "-s", "-m", "azr_jax.executor.zygote", json.dumps(config)]
+        # The package is found through argv, not PYTHONPATH (which would sit in the environment).
+        bootstrap = "import sys; sys.path.insert(0, sys.argv.pop(1)); from azr_jax.executor.zygote import main; main()"
+        argv = [*prefix, sys.executable, "-s", "-c", bootstrap, package_root, json.dumps(config)]
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
         try:
@@ -84,6 +99,8 @@ class TemplateProcess:
             self._finalizer()
             raise
         self.base_dir: str = header["base_dir"]
+        self.private_root: bool = header["private_root"]
+        self.why_not_private: str = header["why_not_private"]
         self._finalizer.detach()
         self._finalizer = weakref.finalize(self, _stop, self.pid, self._to_child, self._from_child, self.base_dir)
         self._next_id = 0

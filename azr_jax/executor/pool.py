@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import math
 import os
 import signal
@@ -40,9 +41,10 @@ from azr_jax.executor.client import TemplateProcess
 from azr_jax.executor.protocol import RESULT_MAX_BYTES, ProtocolError
 from azr_jax.executor.results import Check, Failure, FailureKind, Validation
 
-_MIN_MEMORY_MB = 128   # the child inherits the template's address space (~50 MB) before any work
 
 Outcome = dict[str, Any] | Failure
+
+log = logging.getLogger(__name__)
 
 
 class _MalformedResult(Exception):
@@ -62,26 +64,26 @@ class Executor:
 
     def __init__(self, workers: int = os.cpu_count() or 1, timeout_s: float = 10.0, memory_mb: int = 1024,
                  max_output_chars: int = 400, banned_imports: Sequence[str] = DEFAULT_BANNED_IMPORTS, *,
-                 max_file_mb: int = 16, max_processes: int = 256, namespaces: bool = True) -> None:
+                 max_file_mb: int = 16, max_processes: int = 256, namespaces: bool = True,
+                 require_private_root: bool = True) -> None:
         """`max_file_mb` caps stdout/stderr and every file a program writes (in its private
         directory); `max_processes` is RLIMIT_NPROC (not enforced by Linux for root, where
         the audit hook alone refuses process creation); `namespaces` asks for PID, mount and network
-        namespaces where the OS permits them (see sandbox.py)."""
+        namespaces where the OS permits them (see sandbox.py); `require_private_root` refuses to start
+        (ExecutorError) where programs could not be kept from reading the host's files (rootfs.py)."""
         if not (isinstance(workers, int) and workers >= 1):
             raise ConfigError(f"workers must be a positive integer, got {workers!r}")
         if not (isinstance(timeout_s, (int, float)) and 0 < timeout_s < math.inf):
             raise ConfigError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
-        if not (isinstance(memory_mb, int) and memory_mb >= _MIN_MEMORY_MB):
-            raise ConfigError(f"memory_mb must be an integer >= {_MIN_MEMORY_MB}, got {memory_mb!r}")
+        if not (isinstance(memory_mb, int) and memory_mb >= checks.MIN_MEMORY_MB):
+            raise ConfigError(f"memory_mb must be an integer >= {checks.MIN_MEMORY_MB}, got {memory_mb!r}")
         if not (isinstance(max_output_chars, int) and max_output_chars >= 1):
             raise ConfigError(f"max_output_chars must be a positive integer, got {max_output_chars!r}")
         if not (isinstance(max_file_mb, int) and max_file_mb >= 1):
             raise ConfigError(f"max_file_mb must be a positive integer, got {max_file_mb!r}")
         if not (isinstance(max_processes, int) and max_processes >= 1):
             raise ConfigError(f"max_processes must be a positive integer, got {max_processes!r}")
-        if isinstance(banned_imports, str) or not all(
-                isinstance(entry, str) and entry and all(part.isidentifier() for part in entry.split("."))
-                for entry in banned_imports):
+        if not checks.is_module_list(banned_imports):
             raise ConfigError(f"banned_imports must be a sequence of (dotted) module names, got {banned_imports!r}")
         self.workers = workers
         self.timeout_s = float(timeout_s)
@@ -94,9 +96,16 @@ class Executor:
                         # 16 files' worth per worker: ample for programs, bounded for the host
                         "workspace_bytes": workers * 16 * (max_file_mb << 20)}
         self._namespaces = namespaces
+        self._require_private_root = require_private_root
         self._lock = threading.Lock()
         self._closed = False
-        self._template: TemplateProcess | None = TemplateProcess(self._config, namespaces)
+        self._template: TemplateProcess | None = TemplateProcess(self._config, namespaces, require_private_root)
+        if self._template.private_root:
+            log.info("executor: %d workers; programs run in PID, mount and network namespaces with a private "
+                     "root file system", workers)
+        else:
+            log.warning("executor: %d workers; programs can READ HOST FILES (%s): only the in-process layers "
+                        "apply", workers, self._template.why_not_private)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -125,6 +134,11 @@ class Executor:
     def template_pid(self) -> int | None:
         """Process id of the template process (None once closed)."""
         return self._template.pid if self._template is not None else None
+
+    @property
+    def private_root(self) -> bool:
+        """True when programs see only the private root file system (rootfs.py), not the host's."""
+        return self._template is not None and self._template.private_root
 
     @property
     def namespaces(self) -> bool:
@@ -286,7 +300,7 @@ class Executor:
         for attempt in range(2):
             try:
                 if self._template is None or not self._template.alive:
-                    self._template = TemplateProcess(self._config, self._namespaces)
+                    self._template = TemplateProcess(self._config, self._namespaces, self._require_private_root)
                 return self._template.run(jobs)
             except ProtocolError as exc:
                 if self._template is not None:

@@ -3,8 +3,11 @@
 Around the template (zygote) process, where the OS permits it (client.py starts it through
 util-linux `unshare`): its own PID, mount and network namespaces. The template is then PID 1,
 so every process below it dies with it and orphans are re-parented to it; a child cannot see
-or signal any process outside; no network exists (only a loopback that is down); and the
-private directories live on a size-limited tmpfs that only the namespace sees.
+or signal any process outside; no network exists (only a loopback that is down); and the file
+system is a private, read-only root (rootfs.py) holding only what the interpreter needs, with
+the private directories on a size-limited tmpfs: no host file is visible. The template's
+environment holds constants only, so /proc/self/environ shows nothing of the caller's. Where the
+namespaces are not permitted the Executor refuses to start unless `require_private_root=False`.
 
 In every child, right after fork (`confine`): a new session and process group (the timeout
 kills the whole group); a "lifeline" that SIGKILLs the child when the template dies (the

@@ -6,7 +6,7 @@ It reads JSON-line requests on stdin and writes one frame per job on stdout (pro
 It is single-threaded: an epoll loop over stdin and one pidfd per running child, with up to
 `workers` children at a time. A child that outlives its deadline is killed with its whole
 process group. When stdin reaches EOF (the caller closed it or died) the template kills every
-child, removes its directory and exits. Run as `python -m azr_jax.executor.zygote CONFIG_JSON`.
+child, removes its directory and exits. Started by client.py (`main()`, the config as argv[1]).
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ import sys
 import time
 import typing  # noqa: F401
 
-from azr_jax.executor import harness, protocol, sandbox
+from azr_jax.executor import harness, protocol, rootfs, sandbox
 
 _OUTPUT_CAPTURE_BYTES = 4096     # how much of a child's stdout/stderr is sent back
 _STRAY_SCAN_EVERY_S = 5.0
@@ -73,8 +73,16 @@ class Template:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.pid = os.getpid()    # 1 when started in a PID namespace of its own
-        self.base_dir = _make_base_dir()
-        self.workspace_mounted = self.pid == 1 and _mount_workspace(self.base_dir, config.workspace_bytes)
+        # host_dir: the directory on the host (the client removes it); base_dir: where the
+        # private directories are, as this process sees them.
+        self.host_dir = self.base_dir = _make_base_dir()
+        self.private_root, self.why_not_private = False, "no PID and mount namespaces of its own"
+        if self.pid == 1:
+            try:
+                rootfs.enter(self.host_dir, config.workspace_bytes)
+                self.private_root, self.why_not_private, self.base_dir = True, "", rootfs.WORKSPACE
+            except (rootfs.RootfsError, OSError) as e:
+                self.why_not_private = f"the private root file system could not be built: {e}"
         self.devnull = os.open(os.devnull, os.O_RDONLY)
         self.epoll = select.epoll()
         self.epoll.register(0, select.EPOLLIN)
@@ -87,7 +95,8 @@ class Template:
     # -- main loop ---------------------------------------------------------------------------
 
     def serve(self) -> None:
-        self._send({"ready": True, "pid": self.pid, "base_dir": self.base_dir})
+        self._send({"ready": True, "pid": self.pid, "base_dir": self.host_dir, "private_root": self.private_root,
+                    "why_not_private": self.why_not_private})
         while True:
             while self.queue and len(self.running) < self.config.workers:
                 self._start(*self.queue.popleft())
@@ -114,9 +123,7 @@ class Template:
             self._release(running)
         self.running.clear()
         self._kill_strays()
-        if self.workspace_mounted:   # else the mount point would stay behind, empty, on the host
-            _spawn_and_wait(["umount", "-l", self.base_dir])
-        _remove_tree(self.base_dir)
+        _remove_tree(self.base_dir)   # with a private root, its mounts go with the namespace
 
     def _read_requests(self) -> bool:
         chunk = os.read(0, 1 << 20)
@@ -220,24 +227,6 @@ def _make_base_dir() -> str:
             return path
         except FileExistsError:
             continue
-
-
-def _mount_workspace(path: str, size_bytes: int) -> bool:
-    """In our own mount namespace, put a size-limited tmpfs under the private directories:
-    a kernel bound on what all runs together can write, gone with the namespace. On failure
-    the directory simply stays on the parent file system."""
-    return _spawn_and_wait(["mount", "-t", "tmpfs", "-o", f"size={size_bytes},mode=0711", "tmpfs", path])
-
-
-def _spawn_and_wait(argv: list[str]) -> bool:
-    """Run a util-linux command; True if it succeeded. (posix_spawn, not subprocess: the
-    subprocess machinery must stay out of this process, see main.)"""
-    program = next((f"{d}/{argv[0]}" for d in ("/usr/bin", "/bin", "/usr/sbin", "/sbin")
-                    if os.access(f"{d}/{argv[0]}", os.X_OK)), None)
-    if program is None:
-        return False
-    pid = os.posix_spawn(program, [program, *argv[1:]], {"PATH": "/usr/bin:/bin"})
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
 
 
 def _remove_tree(path: str) -> None:

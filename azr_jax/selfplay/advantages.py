@@ -10,9 +10,10 @@ so whitening the token returns of a group gives one advantage per sequence (azr-
     A_i = (r_i - μ) / sqrt(σ² + eps)
 
 Edge cases: when N <= 1 (a group of one token, or one sequence with ``sequence`` weighting)
-the Bessel factor N/(N-1) is undefined; we use 1 there (the reference raises). Then, as for
-any group whose rewards are all equal, σ² = 0 and A_i = (r_i - μ)/sqrt(eps), which is tiny
-(|r_i - μ| = |r_i|·eps/(N+eps)): finite, and negligible next to real advantages.
+the Bessel factor N/(N-1) is undefined; we use 1 there (the reference raises). A group whose
+rewards are all equal (a group of one included) gets advantages of exactly 0: the formula would
+give (r_i - μ)/sqrt(eps) with |r_i - μ| = |r_i|·eps/(N+eps), float noise of ~1e-7 that only
+makes the learner compute sequences which carry no signal.
 """
 from __future__ import annotations
 
@@ -73,7 +74,10 @@ def trr_advantages(rewards: Sequence[float] | np.ndarray, lengths: Sequence[int]
         mu = (w * rg).sum() / (n + eps)
         bessel = n / (n - 1) if n > 1 else 1.0
         var = (w * (rg - mu) ** 2).sum() / (n + eps) * bessel
-        advantages[idx] = (rg - mu) / np.sqrt(var + eps)
+        if np.all(rg == rg[0]):
+            advantages[idx] = 0.0
+        else:
+            advantages[idx] = (rg - mu) / np.sqrt(var + eps)
         stats[g] = GroupStats(num_sequences=len(idx), num_tokens=int(lengths[idx].sum()),
                               reward_mean=float(rg.mean()), mean=float(mu), std=float(np.sqrt(var)))
     return advantages, stats

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from azr_jax.errors import SeedDataError
+from azr_jax.resources import data_path
 
 class TaskType(str, enum.Enum):
     """The three AZR reasoning modes, named as in the paper."""
@@ -198,7 +199,7 @@ def write_jsonl(path: str | Path, records: Sequence[Triplet | InductionTask]) ->
 
 
 def _read_jsonl(path, parse, *, limit, min_count):
-    path = Path(path)
+    path = data_path(path)
     if not path.is_file():
         raise SeedDataError(f"{path}: seed file not found")
     records = []

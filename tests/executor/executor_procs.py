@@ -52,3 +52,11 @@ def template_interpreter(template_pid: int) -> int:
 def sandbox_children(template_pid: int) -> list[int]:
     """Live processes below the template interpreter (its sandboxed children and theirs)."""
     return [pid for pid in descendants(template_interpreter(template_pid)) if alive(pid)]
+
+
+def private_dirs_root(executor) -> str:
+    """Where the executor's private directories are, as seen from the host."""
+    from azr_jax.executor.rootfs import WORKSPACE
+    if executor.private_root:
+        return f"/proc/{template_interpreter(executor.template_pid)}/root{WORKSPACE}"
+    return executor._template.base_dir

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from executor_procs import sandbox_children
+from executor_procs import private_dirs_root, sandbox_children
 
 from azr_jax.executor import FailureKind as K
 
@@ -45,7 +45,7 @@ CORPUS = [
     ("relative escape", "open('../../escaped.txt', 'w').write('x')", K.SANDBOX_VIOLATION),
     ("symlink escape", "import os\n    os.symlink('{canary}', 'link')\n    open('link', 'w')", K.SANDBOX_VIOLATION),
     ("hard link escape", "import os\n    os.link('{canary}', 'link')", K.SANDBOX_VIOLATION),
-    ("dir_fd escape", "import os\n    d = os.open('{canary_dir}', os.O_RDONLY)\n"
+    ("dir_fd escape", "import os\n    d = os.open('..', os.O_RDONLY)\n"
      "    os.open('canary.txt', os.O_WRONLY, dir_fd=d)", K.SANDBOX_VIOLATION),
     ("proc mem write", "open('/proc/self/mem', 'wb')", K.SANDBOX_VIOLATION),
     ("socket connect", "import socket\n    socket.create_connection(('127.0.0.1', 22), timeout=1)", K.SANDBOX_VIOLATION),
@@ -124,7 +124,7 @@ def test_after_the_corpus_the_host_is_intact_and_the_pool_still_works(corpus_run
     assert canary.read_text() == CANARY_TEXT
     assert sorted(os.listdir(canary.parent)) == ["canary.txt"]
     assert sandbox_children(executor.template_pid) == []
-    assert os.listdir(executor._template.base_dir) == []   # every private directory was removed
+    assert os.listdir(private_dirs_root(executor)) == []   # every private directory was removed
     [result] = executor.validate(["def f(x):\n    return sorted(x)"], ["[3, 1, 2]"])
     assert result.ok and result.output == "[1, 2, 3]"
     assert sandbox_children(executor.template_pid) == []

@@ -15,6 +15,7 @@ from executor_procs import alive, descendants, sandbox_children, template_interp
 
 from azr_jax.errors import ConfigError, ExecutorError
 from azr_jax.executor import Executor, FailureKind
+from azr_jax.executor.rootfs import WORKSPACE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SLEEPER = "import select\ndef f(x):\n    select.select([], [], [], 60)"   # sleeps, no banned import
@@ -92,7 +93,7 @@ def test_a_killed_template_is_replaced():
 
 def test_without_namespaces_the_in_process_layers_still_hold(tmp_path):
     outside = tmp_path / "outside.txt"
-    with Executor(workers=2, timeout_s=2, namespaces=False) as executor:
+    with Executor(workers=2, timeout_s=2, namespaces=False, require_private_root=False) as executor:
         assert not executor.namespaces
         results = executor.validate(
             ["def f(x):\n    return x * 3", f"def f(x):\n    open({str(outside)!r}, 'w')",
@@ -136,7 +137,7 @@ def test_bad_configuration_is_refused(kwargs):
 
 def test_children_die_with_a_killed_template_without_namespaces():
     """The lifeline alone (no PID namespace) takes the children down with the template."""
-    executor = Executor(workers=2, timeout_s=30, namespaces=False)
+    executor = Executor(workers=2, timeout_s=30, namespaces=False, require_private_root=False)
     worker = threading.Thread(target=lambda: pytest.raises(ExecutorError, executor.validate, [SLEEPER] * 2, ["1", "2"]))
     worker.start()
     assert _wait_until(lambda: len(sandbox_children(executor.template_pid)) == 2)
@@ -152,7 +153,7 @@ def test_the_workspace_is_a_bounded_tmpfs_in_the_namespace():
             pytest.skip("this machine permits no namespaces")
         zygote = template_interpreter(executor.template_pid)
         with open(f"/proc/{zygote}/mounts") as mounts:
-            assert any("azr-executor" in line and line.startswith("tmpfs ") for line in mounts)
+            assert any(line.split()[1] == WORKSPACE and line.startswith("tmpfs ") for line in mounts)
         # 16 files' worth per worker: 40 files of 1 MB cannot all fit (and stay under the quota)
         [result] = executor.validate(["def f(x):\n    for n in range(40):\n        open(str(n), 'w').write('x' * 10**6)"],
                                      ["0"])

@@ -93,10 +93,16 @@ def test_groups_are_normalised_separately():
     ([-1.0] * 5, [3, 9, 1, 4, 7], "token"),  # all rewards equal
     ([1.0, 1.0], [1, 1], "sequence"),
 ])
-def test_degenerate_groups_give_finite_negligible_advantages(rewards, lengths, weighting):
+def test_groups_with_equal_rewards_get_exactly_zero_advantages(rewards, lengths, weighting):
     adv, stats = trr_advantages(rewards, lengths, ["g"] * len(rewards), weighting=weighting)
-    assert np.all(np.isfinite(adv)) and np.all(np.abs(adv) < 1e-3)
+    assert adv.tolist() == [0.0] * len(rewards)
     assert stats["g"].std == pytest.approx(0.0, abs=1e-7)
+
+
+def test_an_equal_group_is_zero_while_its_neighbour_is_whitened():
+    adv, _ = trr_advantages([-1.0, -1.0, 1.0, 0.0], [5, 2, 3, 3], ["a", "a", "b", "b"])
+    assert adv[:2].tolist() == [0.0, 0.0]
+    assert adv[2] > 0.5 and adv[3] < -0.5
 
 
 def test_input_validation():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -143,3 +144,42 @@ def test_export_writes_the_checkpoint_as_an_hf_folder(uninterrupted, tmp_path, c
     assert (tmp_path / "hf" / "tokenizer.json").is_file()
     assert export_main([str(uninterrupted), str(tmp_path / "hf")]) == 2  # exists: needs --overwrite
     jax.clear_caches()
+
+
+def _garble(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    for i in range(len(data) // 3, len(data) // 3 + max(1, len(data) // 10)):
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def test_resume_skips_a_damaged_newest_checkpoint(uninterrupted, tiny_policy, tmp_path):
+    """A garbled parameter chunk of checkpoint 3: the resume moves it aside with a warning,
+    continues from 2, and repeats step 3 exactly. (Chunks that orbax decodes to wrong numbers
+    without noticing are caught by the checksums: tests/infra/test_checkpoint.py.)"""
+    run = tmp_path / "run"
+    shutil.copytree(uninterrupted, run)
+    chunks = sorted((run / "checkpoints" / "3" / "params" / "ocdbt.process_0" / "d").iterdir(),
+                    key=lambda p: p.stat().st_size)
+    _garble(chunks[-1])   # the largest: parameter data
+    config = write_run_config(tmp_path / "run.yaml", tiny_policy, run)
+    out = _finish(_train(config, "--resume"))
+    assert "WARNING azr_jax.checkpoint: checkpoint 3 is damaged (its arrays are unreadable" in out
+    assert "resumed from step 2" in out and "Traceback" not in out and "Exception ignored" not in out
+    assert (run / "checkpoints.damaged" / "3").is_dir()
+    resumed, straight = _params(run, 3), _params(uninterrupted, 3)
+    for path, value in straight.items():
+        np.testing.assert_allclose(resumed[path], value, rtol=0, atol=1e-6, err_msg=str(path))
+
+
+def test_resume_with_no_intact_checkpoint_is_a_clear_error(uninterrupted, tiny_policy, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(uninterrupted, run)
+    for step in ("2", "3"):
+        _garble(run / "checkpoints" / step / "state" / "metadata")
+    proc = _train(write_run_config(tmp_path / "run.yaml", tiny_policy, run), "--resume")
+    out, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
+    assert proc.returncode == 2
+    assert "error: no intact checkpoint in" in out and "found 2, all damaged (step 3:" in out
+    assert "Traceback" not in out and "Exception ignored" not in out
+    assert sorted(p.name for p in (run / "checkpoints.damaged").iterdir()) == ["2", "3"]
