@@ -37,6 +37,9 @@ class ModelOptions:
 class RolloutOptions:
     max_prompt_tokens: int = option(5600, "prompts longer than this are re-drawn or dropped "
                                           "(reference content_max_length)", min=16)
+    max_learnability_prompt_tokens: int = option(
+        6144, "solver prompts of valid proposals longer than this get no learnability rollouts: reward "
+              "-0.5, not admitted (reference max_prompt_length)", min=16)
     max_new_tokens: int = option(8096, "response length limit for every rollout", min=1)
     temperature: float = option(1.0, "sampling temperature of training rollouts (0 = greedy)", min=0.0)
     top_p: float = option(1.0, "nucleus sampling mass", greater_than=0.0, max=1.0)
@@ -60,6 +63,16 @@ class RewardOptions:
 
 
 @dataclass(frozen=True)
+class SeedingOptions:
+    enabled: bool = option(True, "without seed files, fill the buffers with the proposer's own valid programs "
+                                 "before the first update (reference seeding, docs/algorithm.md 'Seeding'); "
+                                 "false: start from the zero triplet and the identity induction task")
+    batch_size: int = option(64, "proposer prompts per seeding round and task type (reference: 64)", min=1)
+    max_rounds: int = option(100, "rounds per seeding phase (deduction/abduction, then induction); training "
+                                  "starts with the seeds found so far when they run out", min=1)
+
+
+@dataclass(frozen=True)
 class AzrOptions:
     task_types: tuple[TaskName, ...] = option(("abduction", "deduction", "induction"),
                                               "task types trained, each in both roles")
@@ -71,7 +84,9 @@ class AzrOptions:
                                           "learnability (n >= 2)", min=2)
     seed_file: str | None = option(None, "jsonl seed triplets for deduction/abduction (reference format)")
     induction_seed_file: str | None = option(None, "jsonl seed records for induction")
-    seed_size: int = option(256, "seed lines read from the seed files", min=1)
+    seed_size: int = option(256, "seed lines read from the seed files, or distinct seeds the seeding phase "
+                                 "collects", min=1)
+    seeding: SeedingOptions = section(SeedingOptions, "the seeding phase (runs without seed files)")
     max_programs: int | None = option(16384, "buffer cap (oldest kept, later programs dropped)", min=1)
     solver_sampling: Literal["max_new", "uniform_total", "half_new", "step"] = option(
         "max_new", "how solver tasks are drawn from the buffers")
@@ -106,6 +121,9 @@ class OptimOptions:
     dual_clip: float | None = option(None, "dual-clip constant c for negative advantages (master: 3.0)",
                                      greater_than=1.0)
     entropy_coef: float = option(0.001, "entropy bonus coefficient", min=0.0)
+    old_logprobs: Literal["learner", "sampler"] = option(
+        "learner", "old log-probs of the PPO ratio: learner = the update's own, gradient stopped (ratio 1, the "
+        "reference's one update exactly); sampler = the decode path's (ratio carries their numeric drift)")
     loss_aggregation: Literal["micro_token_mean", "token_mean"] = option(
         "micro_token_mean", "token-mean per micro-batch averaged over micro-batches (reference), "
         "or one global token mean")

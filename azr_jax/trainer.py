@@ -3,8 +3,8 @@
 A run lives in `out_dir`: `config.yaml` (the resolved config), `base_model/` (config.json,
 generation config and tokenizer of the starting model, so a checkpoint can be exported without
 the original folder), `checkpoints/<step>/` (orbax: parameters, optimizer state and a JSON
-record with the buffers), `metrics.jsonl`, `samples.jsonl` (`log_samples` episodes per group and
-iteration) and `tb/`. Everything random derives from
+record with the buffers), `seeds/` (what the seeding phase found, when the run has one),
+`metrics.jsonl`, `samples.jsonl` (`log_samples` episodes per group and iteration) and `tb/`. Everything random derives from
 (config seed, step), so a resumed run repeats exactly what the uninterrupted run would do.
 """
 from __future__ import annotations
@@ -36,14 +36,18 @@ from azr_jax.run_lock import LOCK_FILE, RunLock
 from azr_jax.sampling import Sampler
 from azr_jax.selfplay.buffers import SelfPlayBuffers
 from azr_jax.selfplay.iteration import SelfPlay
+from azr_jax.selfplay.seeding import STATE_FILE as SEEDING_STATE, Seeder, needs_seeding
+from azr_jax.selfplay.tasks import TaskType
 from azr_jax.typed_config import build, to_dict
 
 log = logging.getLogger(__name__)
 
+SEEDS_DIR = "seeds"   # the seeding phase's seeds and progress (selfplay/seeding.py)
+
 # Keys that may change when a run is resumed: how long, where (a run folder may be moved) and how it
 # is observed, not what it learns.
 RESUMABLE_CHANGES = ("steps", "out_dir", "checkpoint_every", "keep_checkpoints", "tensorboard", "wandb_project",
-                     "progress", "log_samples", "eval.", "executor.workers")
+                     "progress", "log_samples", "eval.", "executor.workers", "azr.seeding.max_rounds")
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -110,6 +114,9 @@ class Trainer:
         elif store_dir.is_dir() and any(p.name.isdigit() for p in store_dir.iterdir()):
             raise ConfigError(f"{self.out_dir} already holds checkpoints of a run; pass --resume to continue it "
                               f"or choose another out_dir")
+        elif (self.out_dir / SEEDS_DIR / SEEDING_STATE).is_file():
+            raise ConfigError(f"{self.out_dir} already holds the seeding phase of a run ({SEEDS_DIR}/); pass --resume "
+                              f"to continue it or choose another out_dir")
         # Everything that can be refused is checked before anything is written or loaded.
         self.mesh = make_mesh(cfg.mesh)
         model_path = resolve_model_path(cfg.model.path)
@@ -133,7 +140,7 @@ class Trainer:
         self.train_step = TrainStep(self.model, make_optimizer(o), LossConfig(
             clip=ClipConfig(o.clip_low, o.clip_high, o.dual_clip), entropy_coef=o.entropy_coef,
             aggregation=o.loss_aggregation, logprob_chunk=o.logprob_chunk,
-            temperature=cfg.rollout.temperature or 1.0), self.mesh)
+            temperature=cfg.rollout.temperature or 1.0, old_logprobs=o.old_logprobs), self.mesh)
         _, self.params = nnx.split(self.model, nnx.Param)
         self.opt_state = self.train_step.init_optimizer(self.params)
         self.store = CheckpointStore(store_dir, keep=cfg.keep_checkpoints)
@@ -174,6 +181,8 @@ class Trainer:
                                 enabled=self.primary, samples=cfg.log_samples > 0)
         with make_executor(cfg) as ex:
             selfplay = SelfPlay(cfg, self.tokenizer, self.sampler, ex, self.buffers)
+            if self.step == 0 and needs_seeding(cfg.azr):
+                self._seed(selfplay)
             progress = _progress(cfg, self.step) if self.primary else None
             try:
                 while self.step < cfg.steps:
@@ -194,6 +203,22 @@ class Trainer:
                 if progress is not None:
                     progress.close()
                 metrics.close()
+
+    def _seed(self, selfplay: SelfPlay) -> None:
+        """The seeding phase (selfplay/seeding.py); its result becomes the buffers at step 0."""
+        a = self.cfg.azr
+        progress = _SeedingProgress(a.seed_size) if self.primary and self.cfg.progress else None
+        try:
+            state = Seeder(selfplay, folder=self.out_dir / SEEDS_DIR, write=self.primary,
+                           on_seed=progress.update if progress else None).run(
+                io_seeds=None if a.seed_file is None else list(self.buffers[TaskType.ABDUCTION].records),
+                induction_seeds=None if a.induction_seed_file is None else list(self.buffers[TaskType.INDUCTION].records))
+        finally:
+            if progress is not None:
+                progress.close()
+        self.buffers.reset(state.io, state.induction)
+        log.info("seeding done: %d deduction/abduction and %d induction seeds (%s)", len(state.io),
+                 len(state.induction), self.out_dir / SEEDS_DIR)
 
     def _iteration(self, selfplay: SelfPlay) -> tuple[dict[str, float], list[dict[str, Any]]]:
         result = selfplay.iteration(self.step)
@@ -258,6 +283,27 @@ def _summary(row: dict[str, float]) -> dict[str, str]:
             out[short] = f"{sum(vals) / len(vals):.2f}"
     out["s/it"] = f"{row['time/iteration_s']:.0f}"
     return out
+
+
+class _SeedingProgress:
+    """One bar per seeding phase, counting seeds up to the target."""
+
+    def __init__(self, target: int) -> None:
+        self.target, self.phase, self.bar = target, None, None
+
+    def update(self, phase: str, count: int) -> None:
+        from tqdm import tqdm
+        if phase != self.phase:
+            self.close()
+            label = "seeding deduction/abduction" if phase == "io" else "seeding induction"
+            self.phase, self.bar = phase, tqdm(total=self.target, desc=label, unit="seed", dynamic_ncols=True)
+        self.bar.n = min(count, self.target)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _progress(cfg: TrainConfig, start: int):

@@ -6,7 +6,8 @@ Values always leave as `values.encode` encodings, never as objects and never pic
 
 Answers, gold outputs and the inputs given to a candidate program are evaluated in a namespace
 that holds the imports but none of the program's own functions or classes ("answers are
-data"); a validation input, as in AZR, in the program's own namespace. Every job is one
+data"); a validation input, as in AZR, in the program's own namespace, and it must also
+evaluate without the program's names, or no solver could ever answer the task. Every job is one
 fresh process, so nothing leaks from one job to the next.
 """
 from __future__ import annotations
@@ -77,6 +78,7 @@ def _validate(job: Result) -> Result:
     limit = job["max_output_chars"]
     program = _run_program(job["code"], job["imports"])
     f = _entry(program)
+    _require_data_input(job["input"], program, _imports_namespace(job["namespace"]))
     first = _call(f, _evaluate_arguments(job["input"], program, FailureKind.BAD_INPUT))
     # Encode and repr now: a program may mutate and return the same object on the next run.
     first_value = _encode_output(first, limit)
@@ -91,6 +93,18 @@ def _validate(job: Result) -> Result:
         raise JobFailure(FailureKind.UNREPRESENTABLE, f"repr does not evaluate back: {failure.message}") from None
     back_value = _encode_or_fail(back, FailureKind.UNREPRESENTABLE, "repr evaluates back to ")
     return {"ok": True, "output": output, "values": [first_value, second_value, back_value]}
+
+
+def _require_data_input(text: str, program: dict[str, Any], answer_namespace: dict[str, Any]) -> None:
+    """A task's input must be buildable from the imports alone: solvers' answers and the hidden
+    inputs of induction are evaluated there, so an input such as `Tree([1, 2])` that needs the
+    program's own names makes a task no solver can ever match."""
+    try:
+        _evaluate_arguments(text, answer_namespace, FailureKind.BAD_INPUT)
+    except JobFailure as failure:
+        _evaluate_arguments(text, program, FailureKind.BAD_INPUT)   # a bad input stays a bad input
+        raise JobFailure(FailureKind.INPUT_USES_PROGRAM,
+                         f"the input needs the program's own names: {failure.message}") from None
 
 
 def _evaluate_job(job: Result) -> Result:

@@ -14,6 +14,7 @@ class FailureKind(str, enum.Enum):
     INPUT_CALL = "input_call"                # the program calls the builtin input()
     NO_ENTRY_FUNCTION = "no_entry_function"  # no top-level `def f` (or `f` is not callable at run time)
     BAD_INPUT = "bad_input"                  # an input is not an argument list of plain data
+    INPUT_USES_PROGRAM = "input_uses_program"  # the input needs a name the program defines (unsolvable)
     BAD_ANSWER = "bad_answer"                # an answer is not an expression / argument list
     # Found while running in the sandbox.
     EXCEPTION = "exception"                  # any exception, SystemExit and KeyboardInterrupt included

@@ -22,6 +22,14 @@ from azr_jax.learner.logprobs import token_logprobs
 from azr_jax.learner.loss import ClipConfig, masked_sum, micro_batch_weights, ppo_token_loss
 
 
+# Where the PPO ratio's old log-probs come from. "learner": this update's own log-probs with the
+# gradient stopped, so the ratio is exactly 1 and the one update is the reference's (which
+# recomputes them with the actor right after the rollout), at no extra forward pass. "sampler":
+# the decode path's log-probs, whose numerics differ from the learner's (more so in bf16).
+# More than one epoch over a batch would need the learner's log-probs recomputed before the first.
+OLD_LOGPROB_SOURCES = ("learner", "sampler")
+
+
 @dataclass(frozen=True)
 class LossConfig:
     clip: ClipConfig = ClipConfig()
@@ -29,9 +37,14 @@ class LossConfig:
     aggregation: str = "micro_token_mean"
     logprob_chunk: int = 256
     temperature: float = 1.0  # logits are divided by the rollout temperature, as when sampling
+    old_logprobs: str = "learner"
+
+    def __post_init__(self) -> None:
+        if self.old_logprobs not in OLD_LOGPROB_SOURCES:
+            raise ValueError(f"old_logprobs must be one of {OLD_LOGPROB_SOURCES}, got {self.old_logprobs!r}")
 
 
-def _micro_batch_terms(model: nnx.Module, tokens, input_mask, loss_start, loss_mask, old_logprobs, advantages,
+def _micro_batch_terms(model: nnx.Module, tokens, input_mask, loss_start, loss_mask, sampler_logprobs, advantages,
                        loss: LossConfig):
     """Per-micro-batch sums of the policy loss, entropy and diagnostics."""
     length = tokens.shape[-1]
@@ -43,12 +56,15 @@ def _micro_batch_terms(model: nnx.Module, tokens, input_mask, loss_start, loss_m
     targets = jnp.take_along_axis(tokens, jnp.minimum(window + 1, length - 1), axis=1)
     logp, entropy = token_logprobs(hidden, targets, model.logits, chunk=loss.logprob_chunk,
                                    temperature=loss.temperature)
-    per_token, ratio, clipped = ppo_token_loss(logp, old_logprobs, advantages[:, None], loss.clip)
+    old = jax.lax.stop_gradient(logp) if loss.old_logprobs == "learner" else sampler_logprobs
+    per_token, ratio, clipped = ppo_token_loss(logp, old, advantages[:, None], loss.clip)
+    sampler_ratio = jnp.exp(jnp.clip(jax.lax.stop_gradient(logp) - sampler_logprobs, -20.0, 20.0))
     return {
         "pg": masked_sum(per_token, loss_mask),
         "entropy": masked_sum(entropy, loss_mask),
         "clipped": masked_sum(clipped, loss_mask),
         "ratio_dev": masked_sum(jnp.abs(ratio - 1.0), loss_mask),
+        "sampler_ratio_dev": masked_sum(jnp.abs(sampler_ratio - 1.0), loss_mask),
         "logp": masked_sum(logp, loss_mask),
     }
 
@@ -97,6 +113,8 @@ class TrainStep:
             "loss/entropy": jnp.sum(weights * terms["entropy"]),
             "loss/clip_fraction": jnp.sum(terms["clipped"]) / total,
             "loss/ratio_abs_dev": jnp.sum(terms["ratio_dev"]) / total,
+            # |learner / sampler probability - 1| per token: how far the decode path's numerics are off
+            "loss/sampler_ratio_abs_dev": jnp.sum(terms["sampler_ratio_dev"]) / total,
             "loss/logprob_mean": jnp.sum(terms["logp"]) / total,
             "loss/tokens": total.astype(jnp.float32),
             "optim/grad_norm": grad_norm,

@@ -53,6 +53,10 @@ class TaskBuffer(Generic[R]):
         self.steps.extend([step] * len(kept))
         return len(kept)
 
+    def distinct_programs(self) -> int:
+        """How many different programs the buffer holds (a measure of its diversity)."""
+        return len({record.snippet for record in self.records})
+
     def recent_indices(self, current_step: int, window: int) -> list[int]:
         """Indices of entries inserted within ``window`` steps before ``current_step``."""
         return [i for i, s in enumerate(self.steps) if current_step - s <= window]
@@ -128,13 +132,18 @@ class SelfPlayBuffers:
     def from_seeds(cls, io_seeds: Sequence[Triplet], induction_seeds: Sequence[InductionTask], *,
                    max_programs: int | None = 16384) -> SelfPlayBuffers:
         """Buffers holding the seeds at step 0; deduction/abduction seeds go into BOTH buffers."""
+        buffers = cls(max_programs=max_programs)
+        buffers.reset(io_seeds, induction_seeds)
+        return buffers
+
+    def reset(self, io_seeds: Sequence[Triplet], induction_seeds: Sequence[InductionTask]) -> None:
+        """Empty every buffer, then hold these seeds at step 0 (the seeding phase's result)."""
         if not io_seeds or not induction_seeds:
             raise ValueError("seeding needs at least one triplet and one induction task")
-        buffers = cls(max_programs=max_programs)
-        buffers.add(TaskType.ABDUCTION, io_seeds, step=0)
-        buffers.add(TaskType.DEDUCTION, io_seeds, step=0)
-        buffers.add(TaskType.INDUCTION, induction_seeds, step=0)
-        return buffers
+        self.buffers = {task: TaskBuffer() for task in TaskType}
+        self.add(TaskType.ABDUCTION, io_seeds, step=0)
+        self.add(TaskType.DEDUCTION, io_seeds, step=0)
+        self.add(TaskType.INDUCTION, induction_seeds, step=0)
 
     @classmethod
     def initial(cls, *, seed_file: str | Path | None = None, induction_seed_file: str | Path | None = None,

@@ -33,7 +33,7 @@ from azr_jax.selfplay.parsing import extract_answer, extract_thought, format_ok,
 from azr_jax.selfplay.prompts import (Prompt, make_template, propose_induction_prompt,
                                       propose_io_prompt, resample_within_budget, select_within_budget, solve_prompt)
 from azr_jax.selfplay.rewards import (admit_to_buffer, learnability, proposer_reward, solve_rate, solver_reward)
-from azr_jax.selfplay.scoring import (ProposalCheck, answer_accuracies, check_induction_proposals,
+from azr_jax.selfplay.scoring import (ProposalCheck, answer_accuracies, answer_parsed, check_induction_proposals,
                                       check_io_proposals)
 from azr_jax.selfplay.tasks import GROUPS, InductionTask, Role, TaskType, Triplet
 
@@ -45,7 +45,7 @@ class Policy(Protocol):
 
 
 @dataclass(frozen=True)
-class _Job:
+class Job:
     """A prompt to sample: its text, token ids and what it was built from."""
 
     prompt: Prompt
@@ -54,7 +54,7 @@ class _Job:
 
 
 @dataclass
-class _Response:
+class Response:
     ids: list[int]
     logprobs: np.ndarray
     generation: str  # what the prompt opened + the response text
@@ -108,7 +108,11 @@ class SelfPlay:
     def _encode(self, prompt: Prompt) -> list[int]:
         return list(self.tokenizer.encode(prompt.text, add_special_tokens=False))
 
-    def proposer_jobs(self, task: TaskType, rng: np.random.Generator) -> list[_Job]:
+    def job(self, prompt: Prompt, source: Any) -> Job:
+        """A prompt ready for `sample`, remembering what it was built from."""
+        return Job(prompt, self._encode(prompt), source)
+
+    def proposer_jobs(self, task: TaskType, rng: np.random.Generator) -> list[Job]:
         """`azr.batch_size` proposer prompts of `task`, references drawn from the current buffers."""
         az = self.cfg.azr
         jobs = []
@@ -127,21 +131,21 @@ class SelfPlay:
                 return self.template.wrap(text)
 
             prompt = resample_within_budget(draw, self.tokenizer, content_max_length=self.cfg.rollout.max_prompt_tokens)
-            jobs.append(_Job(prompt, self._encode(prompt), shown[-1]))
+            jobs.append(Job(prompt, self._encode(prompt), shown[-1]))
         return jobs
 
-    def _solver_jobs(self, task: TaskType, rng: np.random.Generator, step: int) -> list[_Job]:
+    def _solver_jobs(self, task: TaskType, rng: np.random.Generator, step: int) -> list[Job]:
         az = self.cfg.azr
         tasks = sample_solver_tasks(self.buffers[task], rng, batch_size=az.batch_size, strategy=az.solver_sampling,
                                     current_step=step, past_epoch_window=az.past_epoch_window)
         prompts = [self.template.wrap(solve_prompt(task, t)) for t in tasks]
         keep = select_within_budget(prompts, self.tokenizer, rng, batch_size=az.batch_size,
                                     content_max_length=self.cfg.rollout.max_prompt_tokens)
-        return [_Job(prompts[i], self._encode(prompts[i]), tasks[i]) for i in keep]
+        return [Job(prompts[i], self._encode(prompts[i]), tasks[i]) for i in keep]
 
     # -- sampling ---------------------------------------------------------------------------
 
-    def sample(self, jobs: Sequence[_Job], *, n: int, seed: int) -> list[_Response]:
+    def sample(self, jobs: Sequence[Job], *, n: int, seed: int) -> list[Response]:
         """n responses per job, job-major, parsed for their answers."""
         if not jobs:
             return []
@@ -154,7 +158,7 @@ class SelfPlay:
         responses = []
         for s in samples:
             generation = generation_text(jobs[s.prompt_index].prompt.opening, s.text)
-            responses.append(_Response(list(s.tokens), np.asarray(s.logprobs, np.float32), generation,
+            responses.append(Response(list(s.tokens), np.asarray(s.logprobs, np.float32), generation,
                                        extract_answer(generation, require_tag=require_tag)))
         return responses
 
@@ -163,7 +167,7 @@ class SelfPlay:
 
     # -- scoring ----------------------------------------------------------------------------
 
-    def check_proposals(self, task: TaskType, jobs: list[_Job], responses: list[_Response]) -> list[ProposalCheck]:
+    def check_proposals(self, task: TaskType, jobs: list[Job], responses: list[Response]) -> list[ProposalCheck]:
         """Parse and validate (in the executor) one task type's proposals."""
         answers = [r.answer for r in responses]
         thoughts = [extract_thought(r.generation) for r in responses]
@@ -174,11 +178,11 @@ class SelfPlay:
                                   reject_multiple_functions=self.cfg.azr.reject_multiple_functions)
 
     def _accuracies(self, task: TaskType, records: Sequence[Triplet | InductionTask],
-                    responses: Sequence[_Response]) -> list[float]:
+                    responses: Sequence[Response]) -> list[float]:
         return answer_accuracies(self.executor, task, records, [r.answer for r in responses],
                                  induction_rule=self.cfg.azr.reward.induction_accuracy)
 
-    def _formatted(self, response: _Response) -> bool:
+    def _formatted(self, response: Response) -> bool:
         return format_ok(response.generation) or not self.cfg.azr.reward.format_reward
 
     # -- the iteration ----------------------------------------------------------------------
@@ -205,15 +209,15 @@ class SelfPlay:
             checks = validation.result()
 
             # Learnability: n sampled solver rollouts of every valid proposal whose solver prompt fits.
-            learn_jobs: dict[TaskType, list[tuple[int, _Job]]] = {}
+            learn_jobs: dict[TaskType, list[tuple[int, Job]]] = {}
             for t in self.task_types:
                 learn_jobs[t] = []
                 for i, check in enumerate(checks[t]):
                     if check.valid:
                         prompt = self.template.wrap(solve_prompt(t, check.record))
                         ids = self._encode(prompt)  # the same count as prompts.count_tokens
-                        if len(ids) <= cfg.rollout.max_prompt_tokens:
-                            learn_jobs[t].append((i, _Job(prompt, ids, check.record)))
+                        if len(ids) <= cfg.rollout.max_learnability_prompt_tokens:
+                            learn_jobs[t].append((i, Job(prompt, ids, check.record)))
             n = cfg.azr.learnability_samples
             with timer("sample_learnability"):
                 flat = [job for t in self.task_types for _, job in learn_jobs[t]]
@@ -232,7 +236,7 @@ class SelfPlay:
             accuracies = scoring.result()
 
         # (job, response, reward, outcome) per episode; the outcome says what decided the reward.
-        episodes: dict[tuple[TaskType, Role], list[tuple[_Job, _Response, float, dict[str, Any]]]] = {}
+        episodes: dict[tuple[TaskType, Role], list[tuple[Job, Response, float, dict[str, Any]]]] = {}
         metrics: dict[str, float] = {}
         admitted: dict[TaskType, list] = {}
         for t in self.task_types:
@@ -240,7 +244,7 @@ class SelfPlay:
                                                           metrics)
             episodes[(t, Role.PROPOSE)] = list(zip(propose[t], responses[t], rewards,
                                                    [{"valid": c.valid, "failure": c.failure} for c in checks[t]]))
-            sol_rewards = [solver_reward(format_ok=self._formatted(r), accuracy=a)
+            sol_rewards = [solver_reward(format_ok=self._formatted(r) and answer_parsed(t, r.answer), accuracy=a)
                            for r, a in zip(solutions[t], accuracies[t])]
             episodes[(t, Role.SOLVE)] = list(zip(solve[t], solutions[t], sol_rewards,
                                                  [{"accuracy": float(a)} for a in accuracies[t]]))
@@ -250,6 +254,7 @@ class SelfPlay:
         for t in self.task_types:  # grow after all rewards: this step's rewards saw the same buffers
             metrics[f"{t.value}/propose/admitted"] = float(self.buffers.add(t, admitted[t], step))
             metrics[f"buffer/{t.value}_size"] = float(len(self.buffers[t]))
+            metrics[f"buffer/{t.value}_distinct_programs"] = float(self.buffers[t].distinct_programs())
 
         sequences, records = self._advantages(episodes, metrics)
         generated = sum(len(r.ids) for group in (responses, solutions) for rs in group.values() for r in rs)
@@ -259,7 +264,7 @@ class SelfPlay:
         metrics["rollout/generated_tokens"] = float(generated)
         return IterationResult(sequences, metrics, generated, records)
 
-    def _proposer_rewards(self, task: TaskType, jobs: list[_Job], responses: list[_Response],
+    def _proposer_rewards(self, task: TaskType, jobs: list[Job], responses: list[Response],
                           checks: list[ProposalCheck], rates: dict[int, float], metrics: dict[str, float]):
         rc, az = self.cfg.azr.reward, self.cfg.azr
         rewards, admitted, failures = [], [], Counter()
@@ -306,7 +311,7 @@ class SelfPlay:
         return sequences, records
 
 
-def _split(samples: list[_Response], jobs: dict[TaskType, list[_Job]]) -> dict[TaskType, list[_Response]]:
+def _split(samples: list[Response], jobs: dict[TaskType, list[Job]]) -> dict[TaskType, list[Response]]:
     """Undo the task-major flattening of one sampler call."""
     out, offset = {}, 0
     for t, js in jobs.items():

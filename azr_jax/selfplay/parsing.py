@@ -183,13 +183,14 @@ class Parsed:
         return self.failure is None
 
 
-def parse_io_proposal(answer: str | None, *, reject_multiple_functions: bool = False) -> Parsed:
+def parse_io_proposal(answer: str | None, *, reject_multiple_functions: bool = False, seeding: bool = False) -> Parsed:
     """Parse a deduction/abduction proposal from the ``<answer>`` text (None: no answer tag).
 
     The program is the FIRST fenced block (any language), the input the FIRST ```` ```input ````
     block, else a ``# Input:`` line (§5.1). Helper functions and classes are allowed (project
     decision 6); ``reject_multiple_functions`` restores the reference scripts' rule that any
-    second ``def`` line, nested or a method, rejects the proposal.
+    second ``def`` line, nested or a method, rejects the proposal. ``seeding`` applies
+    :func:`clean_seed_program`, as the reference's seeding runs do.
     """
     if answer is None:
         return Parsed(failure=ParseFailure.NO_ANSWER)
@@ -207,6 +208,8 @@ def parse_io_proposal(answer: str | None, *, reject_multiple_functions: bool = F
     if reject_multiple_functions and len(names) > 1:
         return Parsed(failure=ParseFailure.MULTIPLE_FUNCTIONS)
     code = rename_entry_function(code)
+    if seeding:
+        code = clean_seed_program(code)
     return Parsed(value=IOProposal(snippet=code, input=proposal_input.strip(), imports=parse_imports(code)))
 
 
@@ -231,6 +234,32 @@ def rename_entry_function(code: str) -> str:
     if "f" in top_level or len(top_level) != 1:
         return code
     return re.sub(rf"(?<![\w.]){re.escape(top_level[0])}(?=[ \t]*\()", "f", code)
+
+
+_KEPT_AT_TOP_LEVEL = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def clean_seed_program(code: str) -> str:
+    """The seeding phase's clean-ups (reference `remove_comments` + `remove_after_return`): only
+    top-level imports, functions and classes are kept, docstrings and comments are dropped.
+
+    Static: the code is parsed and unparsed, never run. Code that does not parse is returned
+    unchanged (the executor then reports its syntax error).
+    """
+    try:
+        tree = ast.parse(code)
+        tree.body = [node for node in tree.body if isinstance(node, _KEPT_AT_TOP_LEVEL)]
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and _has_docstring(node):
+                node.body = node.body[1:] or [ast.Pass()]
+        return ast.unparse(tree)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return code
+
+
+def _has_docstring(node: ast.AST) -> bool:
+    first = node.body[0] if node.body else None
+    return isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
 
 
 def parse_imports(code: str) -> tuple[str, ...]:

@@ -26,7 +26,7 @@ _CODE_REQUIREMENTS = """### Code Requirements:
 - Name the entry function `f`; you may define helper functions or classes inside it
 - `f` must take at least one parameter and return a value
 - The code must be deterministic
-{state_tracking}- Do not use randomness, dates or times, file or network I/O, printing or logging, or any outside state
+{state_tracking}{top_level}- Do not use randomness, dates or times, file or network I/O, printing or logging, or any outside state
 - It must finish in under 10 seconds
 - Put every import and class definition at the very top of the snippet
 - End the snippet with `f`'s return statement; anything after it is removed
@@ -83,8 +83,9 @@ _INDUCTION_PROPOSE = """
 ## Task: Write {n} Inputs and a Message for a Code Snippet
 
 Below is a Python code snippet. Write {n} inputs that, plugged into it, produce a diverse set of \
-outputs, and a message about the snippet. A test subject will be shown some of your inputs with \
-their outputs, together with your message, and must work out the function.
+outputs, and a message to help the test subject deduce the code snippet. The test subject will be \
+shown some of your inputs with their outputs, together with your message, and must work out the \
+function.
 
 ### Input Requirements:
 - Give {n} valid inputs for the snippet
@@ -93,7 +94,7 @@ their outputs, together with your message, and must work out the function.
 - Put each input in its own ```input``` block
 
 ### Message Requirements:
-- Write the message in a ```message``` block
+- Write the message in a ```message``` block; its purpose is to help the test subject deduce the code snippet
 - It may take any form, e.g. a coding question or a plain-language description of the task
 - It must not contain the code snippet
 
@@ -201,8 +202,13 @@ Remember: the entry function must be named `f`.
 """
 
 
-def _code_requirements(*, state_tracking: bool) -> str:
-    return _CODE_REQUIREMENTS.format(state_tracking=_STATE_TRACKING + "\n" if state_tracking else "")
+# Only in the seeding phase, whose clean-up keeps nothing but top-level imports, functions and classes.
+_TOP_LEVEL_REMOVED = "- Keep every variable inside a function: top-level variables are removed\n"
+
+
+def _code_requirements(*, state_tracking: bool, seeding: bool = False) -> str:
+    return _CODE_REQUIREMENTS.format(state_tracking=_STATE_TRACKING + "\n" if state_tracking else "",
+                                     top_level=_TOP_LEVEL_REMOVED if seeding else "")
 
 
 def _reference_block(j: int, ref: Triplet) -> str:
@@ -211,8 +217,9 @@ def _reference_block(j: int, ref: Triplet) -> str:
 
 
 def propose_io_prompt(task: TaskType, references: Sequence[Triplet],
-                      banned_imports: Sequence[str] = DEFAULT_BANNED_IMPORTS) -> str:
-    """Deduction/abduction proposer task text: write a program and one input (§4.1).
+                      banned_imports: Sequence[str] = DEFAULT_BANNED_IMPORTS, *, seeding: bool = False) -> str:
+    """Deduction/abduction proposer task text: write a program and one input (§4.1); `seeding`
+    adds the seeding runs' line that top-level variables are removed (§10).
 
     Differs: the reference swaps the "difficulty" bullet between the two prompts; here each
     prompt asks for difficulty of its own task.
@@ -224,7 +231,7 @@ def propose_io_prompt(task: TaskType, references: Sequence[Triplet],
     shown, hidden, difficulty = _IO_PROPOSE_ROLES[task]
     return _IO_PROPOSE.format(
         shown=shown, hidden=hidden, difficulty=difficulty, banned=", ".join(banned_imports),
-        requirements=_code_requirements(state_tracking=True),
+        requirements=_code_requirements(state_tracking=True, seeding=seeding),
         references="".join(_reference_block(j, ref) for j, ref in enumerate(references)))
 
 

@@ -37,9 +37,10 @@ def _validate(executor, jobs: list[tuple[str, str, tuple[str, ...]]], check_bann
 
 
 def check_io_proposals(executor, answers: Sequence[str | None], *, reject_multiple_functions: bool = False,
-                       thoughts: Sequence[str] | None = None) -> list[ProposalCheck]:
+                       thoughts: Sequence[str] | None = None, seeding: bool = False) -> list[ProposalCheck]:
     """Deduction/abduction proposals (the `<answer>` texts): parse, then validate in the sandbox."""
-    parsed = [parse_io_proposal(a, reject_multiple_functions=reject_multiple_functions) for a in answers]
+    parsed = [parse_io_proposal(a, reject_multiple_functions=reject_multiple_functions, seeding=seeding)
+              for a in answers]
     todo = [i for i, p in enumerate(parsed) if p.ok]
     results = _validate(executor, [(parsed[i].value.snippet, parsed[i].value.input, parsed[i].value.imports)
                                    for i in todo], check_banned=True)
@@ -71,6 +72,17 @@ def check_induction_proposals(executor, programs: Sequence[Triplet], answers: Se
             record = parsed[i].value.to_task(programs[i], [out for _, out, _ in runs], thought=thought)
             checks[i] = ProposalCheck(True, record)
     return checks
+
+
+def answer_parsed(task_type: TaskType, answer: str | None) -> bool:
+    """Whether an `<answer>` holds what the task asks for in a form the checker can read.
+
+    Induction needs a code block: without one the reference scores a format failure (-1), not a
+    wrong answer (-0.5). Deduction and abduction answers fall back to the whole answer text
+    (parsing.extract_solver_answer), so any answer is read."""
+    if task_type is TaskType.INDUCTION:
+        return extract_solver_program(answer) is not None
+    return True
 
 
 def answer_accuracies(executor, task_type: TaskType, tasks: Sequence[Triplet | InductionTask],

@@ -14,11 +14,43 @@ ROWS = [json.loads(line) for line in
         (pathlib.Path(__file__).parent.parent / "fixtures" / "executor_cruxeval_rows.jsonl").read_text().splitlines()]
 
 
+# sample_258's input reads a global of its program: fine for a benchmark, no task for self-play.
+NEEDS_PROGRAM = {"sample_258"}
+
+
 def test_cruxeval_rows_reproduce_their_gold_outputs(executor):
     results = executor.validate([row["code"] for row in ROWS], [row["input"] for row in ROWS])
     for row, result in zip(ROWS, results):
+        if row["id"] in NEEDS_PROGRAM:
+            assert result.failure.kind is FailureKind.INPUT_USES_PROGRAM, row["id"]
+            continue
         assert result.ok, (row["id"], result.failure)
         assert result.output == row["output"], row["id"]
+
+
+NEEDS_PROGRAM_NAMES = [
+    ("class Tree:\n    def __init__(self, xs):\n        self.xs = xs\ndef f(t):\n    return sum(t.xs)", "Tree([1, 2])"),
+    ("def helper(x):\n    return x + 1\ndef f(g):\n    return g(1)", "helper"),
+    ("double = lambda x: 2 * x\ndef f(g, x):\n    return g(x)", "double, 4"),
+    ("LIMIT = 3\ndef f(n):\n    return n * 2", "LIMIT"),
+]
+
+
+@pytest.mark.parametrize("code, text", NEEDS_PROGRAM_NAMES)
+def test_an_input_must_not_need_the_programs_own_names(executor, code, text):
+    """Solvers' answers and induction's hidden inputs are evaluated with the imports only, so such
+    a task could never be matched: it is refused, with a failure of its own."""
+    [result] = executor.validate([code], [text])
+    assert not result.ok and result.failure.kind is FailureKind.INPUT_USES_PROGRAM, result
+    assert "the input needs the program's own names: " in result.failure.message
+
+
+def test_inputs_that_use_only_imports_and_builtins_are_fine(executor):
+    [counter, builtin] = executor.validate(
+        ["def f(c):\n    return c.most_common(1)", "def f(g):\n    return g([3, 1])"], ["Counter('aab')", "sorted"],
+        imports=[["from collections import Counter"], []])
+    assert counter.ok and counter.output == "[('a', 2)]"
+    assert builtin.ok and builtin.output == "[1, 3]"
 
 
 NORMAL = [

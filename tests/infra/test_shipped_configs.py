@@ -22,3 +22,20 @@ def test_mesh_overlays_compose(overlay):
     cfg = load_train_config([CONFIG_DIR / "qwen2.5-coder-7b.yaml", overlay])
     assert cfg.model.path == "checkpoints/Qwen2.5-Coder-7B"
     assert cfg.mesh.fsdp == -1
+
+
+# Each shipped model config starts from the seed files the reference produced for that model (§2.3).
+OWN_SEEDS = {"qwen2.5-coder-3b.yaml": "3b_coder", "qwen2.5-coder-7b.yaml": "7b_coder", "qwen2.5-7b.yaml": "7b",
+             "qwen2.5-coder-14b.yaml": "14b_coder", "qwen3-4b.yaml": "qwen3_4b", "llama3.1-8b.yaml": "llama_64"}
+
+
+@pytest.mark.parametrize("name", sorted(OWN_SEEDS))
+def test_model_configs_use_their_own_models_seeds(name):
+    from azr_jax.selfplay.tasks import read_induction_tasks, read_triplets
+
+    cfg = load_train_config(CONFIG_DIR / name)
+    prefix = OWN_SEEDS[name]
+    assert cfg.azr.seed_file == f"data/azr-seeds/{prefix}_seed_io.jsonl"
+    assert cfg.azr.induction_seed_file == f"data/azr-seeds/{prefix}_code_f_seed_io.jsonl"
+    assert len(read_triplets(cfg.azr.seed_file, limit=cfg.azr.seed_size)) == cfg.azr.seed_size
+    assert len(read_induction_tasks(cfg.azr.induction_seed_file, limit=cfg.azr.seed_size)) == cfg.azr.seed_size

@@ -47,7 +47,7 @@ def _direct_loss(model, seqs, loss: LossConfig, micro):
     lp = jnp.take_along_axis(logp_all, jnp.asarray(nxt)[..., None], -1)[..., 0]
     ent = -jnp.sum(jnp.exp(logp_all) * logp_all, -1)
     adv = jnp.asarray([s.advantage for s in seqs])[:, None]
-    ratio = jnp.exp(lp - old)
+    ratio = jnp.exp(lp - (jax.lax.stop_gradient(lp) if loss.old_logprobs == "learner" else old))
     tok = jnp.maximum(-adv * ratio, -adv * jnp.clip(ratio, 1 - loss.clip.low, 1 + loss.clip.high))
     sums = jnp.sum(mask * (tok - loss.entropy_coef * ent), axis=1)
     counts = mask.sum(1)
@@ -63,7 +63,7 @@ def _direct_loss(model, seqs, loss: LossConfig, micro):
 def test_update_is_minus_lr_times_the_gradient_of_the_plain_loss(aggregation, length):
     seqs = _sequences(6)
     loss = LossConfig(clip=ClipConfig(0.2, 0.28), entropy_coef=0.01, aggregation=aggregation, logprob_chunk=5,
-                      temperature=0.9)
+                      temperature=0.9, old_logprobs="sampler")
     model = _model()
     _, params = nnx.split(model, nnx.Param)
     graphdef = nnx.split(model, nnx.Param)[0]
@@ -76,6 +76,47 @@ def test_update_is_minus_lr_times_the_gradient_of_the_plain_loss(aggregation, le
         np.testing.assert_allclose(g, e, atol=2e-6, rtol=2e-4)
     assert metrics["loss/tokens"] == sum(len(s.response) for s in seqs)
     assert 0 < metrics["loss/clip_fraction"] < 1 and metrics["optim/skipped"] == 0
+
+
+def _learner_logprobs(model, s, temperature):
+    tokens = jnp.asarray([list(s.prompt) + list(s.response)])
+    lp = jax.nn.log_softmax(model(tokens)[0] / temperature, -1)
+    return np.asarray([lp[len(s.prompt) - 1 + i, t] for i, t in enumerate(s.response)])
+
+
+def test_learner_old_logprobs_give_ratio_one_whatever_the_sampler_said():
+    """Default: the old log-probs are the update's own with the gradient stopped, so sampler
+    numerics (here off by up to ~1 nat) clip nothing, and the update is the reference's: the one
+    the sampler's log-probs would give had they matched the learner exactly."""
+    seqs = _sequences(6, perturb=0.8)
+    learner, exact = LossConfig(temperature=0.9, logprob_chunk=5), LossConfig(temperature=0.9, logprob_chunk=5,
+                                                                           old_logprobs="sampler")
+    model = _model()
+    matched = [TrainSequence(s.prompt, s.response, _learner_logprobs(model, s, 0.9).tolist(), s.advantage) for s in seqs]
+    _, params = nnx.split(model, nnx.Param)
+    results = []
+    for loss, batch in ((learner, seqs), (exact, matched), (exact, seqs)):
+        step = TrainStep(model, optax.sgd(1.0), loss)
+        p = jax.tree.map(jnp.copy, params)
+        new, _, metrics = step(p, step.init_optimizer(p), pack(batch, micro_batch_size=2, pad_id=0, length=32))
+        results.append((jax.tree.leaves(new), metrics))
+    (ours, m), (reference, m_ref), (drifted, m_drift) = results
+    for a, b in zip(ours, reference):
+        np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5)
+    assert m["loss/clip_fraction"] == 0.0 and m["loss/ratio_abs_dev"] == 0.0
+    assert m_drift["loss/clip_fraction"] > 0.2   # the sampler's numbers as old log-probs drop gradient
+    assert not all(np.allclose(a, b, atol=1e-6) for a, b in zip(drifted, reference))
+    # Either way the drift is reported: mean |p_learner / p_sampler - 1| over response tokens.
+    drift = np.concatenate([np.abs(np.exp(_learner_logprobs(model, s, 0.9) - np.asarray(s.logprobs)) - 1)
+                            for s in seqs])
+    np.testing.assert_allclose(m["loss/sampler_ratio_abs_dev"], drift.mean(), rtol=1e-4)
+    np.testing.assert_allclose(m_drift["loss/sampler_ratio_abs_dev"], drift.mean(), rtol=1e-4)
+    assert m_ref["loss/sampler_ratio_abs_dev"] < 1e-5
+
+
+def test_old_logprobs_source_is_checked():
+    with pytest.raises(ValueError, match="old_logprobs must be one of"):
+        LossConfig(old_logprobs="actor")
 
 
 @pytest.mark.parametrize("shape", [(8, 1, 1), (1, 2, 4)])

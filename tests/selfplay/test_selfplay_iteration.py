@@ -212,3 +212,40 @@ def test_iterations_are_reproducible_from_the_seed(executor):
         SelfPlay(_config(**{"azr.num_references": 2}), ByteTokenizer(), policy, executor, buffers).iteration(step=1)
         runs.append([p for call in policy.calls for p in call[0]])
     assert runs[0] == runs[1]
+
+
+class NoCodeInductionSolver(ScriptedPolicy):
+    """The induction solver answers in the right format but without a code block."""
+
+    def generate(self, prompts, params):
+        out = super().generate(prompts, params)
+        for s in out:
+            if "Work Out the Function" in bytes(prompts[s.prompt_index]).decode() and params.n == 1:
+                s.text = _answer("the function returns its argument")
+                s.tokens = list(s.text.encode()) + [EOS]
+                s.logprobs = [-0.5] * len(s.tokens)
+        return out
+
+
+def test_an_induction_answer_without_code_is_a_format_failure(executor):
+    """The reference scores a missing program as fmt = 0 (-1), not as a wrong program (-0.5)."""
+    result = SelfPlay(_config(), ByteTokenizer(), NoCodeInductionSolver(), executor,
+                      SelfPlayBuffers.initial()).iteration(step=1)
+    solve = [e for e in result.episodes if (e["task"], e["role"]) == ("induction", "solve")]
+    assert [e["reward"] for e in solve] == [-1.0, -1.0]
+    assert result.metrics["induction/solve/format_rate"] == 1.0   # the think/answer format itself was fine
+
+
+def test_learnability_prompts_have_their_own_budget(executor):
+    """rollout.max_learnability_prompt_tokens (reference max_prompt_length 6144) filters the
+    learnability prompts, not rollout.max_prompt_tokens: over it, a valid proposal gets no
+    rollouts, -0.5, and stays out of the buffer."""
+    within = SelfPlay(_config(**{"rollout.max_prompt_tokens": 100000, "rollout.max_learnability_prompt_tokens": 6144}),
+                      ByteTokenizer(), policy := ScriptedPolicy(), executor, SelfPlayBuffers.initial()).iteration(step=1)
+    assert len(policy.calls) == 3 and within.metrics["abduction/propose/admitted"] == 2.0
+    buffers = SelfPlayBuffers.initial()
+    over = SelfPlay(_config(**{"rollout.max_learnability_prompt_tokens": 16}), ByteTokenizer(),
+                    policy := ScriptedPolicy(), executor, buffers).iteration(step=1)
+    assert len(policy.calls) == 2   # no learnability call
+    propose = [e["reward"] for e in over.episodes if (e["task"], e["role"]) == ("abduction", "propose")]
+    assert propose == [-0.5, -1.0] and len(buffers[TaskType.ABDUCTION]) == 1

@@ -71,6 +71,9 @@ def test_induction_proposer_prompt_shows_program_with_placeholder():
     assert "Write 10 inputs" in text and "- Give 10 valid inputs" in text
     assert "### Message Requirements:" in text and "```message" in text
     assert "Give 4 valid inputs" in propose_induction_prompt(REFS[3], num_inputs=4)
+    # The reference's framing: the message exists to help the solver (§4.2).
+    assert "a message to help the test subject deduce the code snippet" in text
+    assert "its purpose is to help the test subject deduce the code snippet" in text
 
 
 def test_deduction_solver_prompt_shows_input_not_output():

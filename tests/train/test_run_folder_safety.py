@@ -76,6 +76,16 @@ def test_a_second_trainer_on_the_same_folder_is_refused(tiny_policy, tmp_path, n
     assert "Traceback" not in err
 
 
+def test_a_fresh_start_refuses_a_folder_holding_a_seeding_phase(tiny_policy, tmp_path, no_model_load, capsys):
+    from azr_jax.selfplay.seeding import SeedingState
+    run = tmp_path / "run"
+    SeedingState().save(run / "seeds")
+    config = write_run_config(tmp_path / "run.yaml", tiny_policy, run)
+    assert main(["--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "already holds the seeding phase of a run (seeds/); pass --resume" in err
+
+
 def test_the_lock_is_held_across_processes_and_released_by_death(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", f"""
 import sys, time

@@ -83,6 +83,11 @@ def test_a_run_trains_logs_and_checkpoints(uninterrupted, tiny_policy):
         assert s["reward"] in (-1.0, -0.5, 1.0) or 0.0 < s["reward"] < 1.0
         assert ("valid" in s) == (s["role"] == "propose") and ("accuracy" in s) == (s["role"] == "solve")
         assert isinstance(s["response"], str) and s["response_tokens"] > 0
+    # No seed files: the seeding phase ran first (1 round each, at most: the tiny model writes no valid
+    # program), its record beside the checkpoints.
+    seeding = json.loads((uninterrupted / "seeds" / "seeding.json").read_text())
+    assert seeding["rounds"] == {"io": 1, "induction": 1} and [h["proposals"] for h in seeding["history"]] == [4, 2]
+    assert all(r["buffer/deduction_distinct_programs"] >= 1 for r in rows)
     # keep_checkpoints: 2 -> the last two steps remain; the config is saved beside them.
     assert sorted(int(p.name) for p in (uninterrupted / "checkpoints").iterdir() if p.name.isdigit()) == [2, 3]
     assert (uninterrupted / "config.yaml").is_file() and (uninterrupted / "base_model" / "config.json").is_file()
