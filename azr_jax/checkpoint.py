@@ -71,17 +71,16 @@ def _checksums(tree: Any) -> Any:
     return jax.tree.map(one, tree)
 
 
-def _describe(tree: Any) -> dict[str, list]:
-    """{leaf path: [shape, dtype, checksum]} of an array tree."""
-    sums = jax.device_get(_checksums(tree))
-    leaves = jax.tree_util.tree_leaves_with_path(tree)
-    return {jax.tree_util.keystr(path): [list(x.shape), str(x.dtype), int(s)]
-            for (path, x), s in zip(leaves, jax.tree.leaves(sums))}
-
-
 def _layout(tree: Any) -> dict[str, list]:
+    """{leaf path: [shape, dtype]} of an array tree (arrays or abstract arrays)."""
     return {jax.tree_util.keystr(path): [list(x.shape), str(jnp.dtype(x.dtype))]
             for path, x in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def _describe(tree: Any) -> dict[str, list]:
+    """{leaf path: [shape, dtype, checksum]} of an array tree."""
+    sums = jax.tree.leaves(jax.device_get(_checksums(tree)))
+    return {path: [*entry, int(s)] for (path, entry), s in zip(_layout(tree).items(), sums)}
 
 
 _SETTLE_S = 1.0

@@ -36,7 +36,7 @@ from azr_jax.run_lock import LOCK_FILE, RunLock
 from azr_jax.sampling import Sampler
 from azr_jax.selfplay.buffers import SelfPlayBuffers
 from azr_jax.selfplay.iteration import SelfPlay
-from azr_jax.selfplay.seeding import STATE_FILE as SEEDING_STATE, Seeder, needs_seeding
+from azr_jax.selfplay.seeding import PHASE_NAMES, STATE_FILE as SEEDING_STATE, Seeder, needs_seeding
 from azr_jax.selfplay.tasks import TaskType
 from azr_jax.typed_config import build, to_dict
 
@@ -295,8 +295,8 @@ class _SeedingProgress:
         from tqdm import tqdm
         if phase != self.phase:
             self.close()
-            label = "seeding deduction/abduction" if phase == "io" else "seeding induction"
-            self.phase, self.bar = phase, tqdm(total=self.target, desc=label, unit="seed", dynamic_ncols=True)
+            self.phase, self.bar = phase, tqdm(total=self.target, desc=f"seeding {PHASE_NAMES[phase]}", unit="seed",
+                                               dynamic_ncols=True)
         self.bar.n = min(count, self.target)
         self.bar.refresh()
 

@@ -18,14 +18,19 @@ class ClipConfig(NamedTuple):
     dual: float | None = None  # dual-clip constant c (> 1) bounding the loss for negative advantages
 
 
+def importance_ratio(logp: jax.Array, old_logp: jax.Array) -> jax.Array:
+    """p / p_old per token; the log-ratio is clamped to [-20, 20] before exp so a wildly
+    off-policy token cannot overflow."""
+    return jnp.exp(jnp.clip(logp - old_logp, -20.0, 20.0))
+
+
 def ppo_token_loss(logp: jax.Array, old_logp: jax.Array, advantages: jax.Array, clip: ClipConfig
                    ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Per-token clipped surrogate loss, importance ratio and a 'was clipped' indicator.
 
-    logp, old_logp, advantages: same shape. The log-ratio is clamped to [-20, 20] before exp so a
-    wildly off-policy token cannot overflow.
+    logp, old_logp, advantages: same shape.
     """
-    ratio = jnp.exp(jnp.clip(logp - old_logp, -20.0, 20.0))
+    ratio = importance_ratio(logp, old_logp)
     unclipped = -advantages * ratio
     clipped = -advantages * jnp.clip(ratio, 1.0 - clip.low, 1.0 + clip.high)
     loss = jnp.maximum(unclipped, clipped)

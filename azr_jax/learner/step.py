@@ -19,7 +19,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from azr_jax.learner.batch import UpdateBatch
 from azr_jax.learner.logprobs import token_logprobs
-from azr_jax.learner.loss import ClipConfig, masked_sum, micro_batch_weights, ppo_token_loss
+from azr_jax.learner.loss import ClipConfig, importance_ratio, masked_sum, micro_batch_weights, ppo_token_loss
 
 
 # Where the PPO ratio's old log-probs come from. "learner": this update's own log-probs with the
@@ -58,7 +58,7 @@ def _micro_batch_terms(model: nnx.Module, tokens, input_mask, loss_start, loss_m
                                    temperature=loss.temperature)
     old = jax.lax.stop_gradient(logp) if loss.old_logprobs == "learner" else sampler_logprobs
     per_token, ratio, clipped = ppo_token_loss(logp, old, advantages[:, None], loss.clip)
-    sampler_ratio = jnp.exp(jnp.clip(jax.lax.stop_gradient(logp) - sampler_logprobs, -20.0, 20.0))
+    sampler_ratio = importance_ratio(jax.lax.stop_gradient(logp), sampler_logprobs)
     return {
         "pg": masked_sum(per_token, loss_mask),
         "entropy": masked_sum(entropy, loss_mask),

@@ -131,7 +131,7 @@ class SelfPlay:
                 return self.template.wrap(text)
 
             prompt = resample_within_budget(draw, self.tokenizer, content_max_length=self.cfg.rollout.max_prompt_tokens)
-            jobs.append(Job(prompt, self._encode(prompt), shown[-1]))
+            jobs.append(self.job(prompt, shown[-1]))
         return jobs
 
     def _solver_jobs(self, task: TaskType, rng: np.random.Generator, step: int) -> list[Job]:
@@ -141,7 +141,7 @@ class SelfPlay:
         prompts = [self.template.wrap(solve_prompt(task, t)) for t in tasks]
         keep = select_within_budget(prompts, self.tokenizer, rng, batch_size=az.batch_size,
                                     content_max_length=self.cfg.rollout.max_prompt_tokens)
-        return [Job(prompts[i], self._encode(prompts[i]), tasks[i]) for i in keep]
+        return [self.job(prompts[i], tasks[i]) for i in keep]
 
     # -- sampling ---------------------------------------------------------------------------
 
@@ -214,10 +214,10 @@ class SelfPlay:
                 learn_jobs[t] = []
                 for i, check in enumerate(checks[t]):
                     if check.valid:
-                        prompt = self.template.wrap(solve_prompt(t, check.record))
-                        ids = self._encode(prompt)  # the same count as prompts.count_tokens
-                        if len(ids) <= cfg.rollout.max_learnability_prompt_tokens:
-                            learn_jobs[t].append((i, Job(prompt, ids, check.record)))
+                        job = self.job(self.template.wrap(solve_prompt(t, check.record)), check.record)
+                        # len(job.ids) is the same count as prompts.count_tokens
+                        if len(job.ids) <= cfg.rollout.max_learnability_prompt_tokens:
+                            learn_jobs[t].append((i, job))
             n = cfg.azr.learnability_samples
             with timer("sample_learnability"):
                 flat = [job for t in self.task_types for _, job in learn_jobs[t]]

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 IO_FILE, INDUCTION_FILE, STATE_FILE = "seed_io.jsonl", "code_f_seed_io.jsonl", "seeding.json"
 _PHASES = ("io", "induction")
+PHASE_NAMES = {"io": "deduction/abduction", "induction": "induction"}
 
 
 @dataclass
@@ -116,7 +117,7 @@ class Seeder:
             if len(seeds) < self.target:
                 log.warning("seeding stopped after %d rounds with %d of %d %s seeds; training starts from these "
                             "(raise azr.seeding.max_rounds, or give seed files)", state.rounds[phase], len(seeds),
-                            self.target, "deduction/abduction" if phase == "io" else "induction")
+                            self.target, PHASE_NAMES[phase])
         return state
 
     def _round(self, phase: str, state: SeedingState) -> None:

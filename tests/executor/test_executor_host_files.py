@@ -14,6 +14,7 @@ SECRET = "azr-host-secret-3f1c"
 
 # Each reads the planted file at {path} (or lists its folder {folder}) a different way; every
 # one must fail to find it. A return value containing SECRET, or the file's name, is a leak.
+# Listings keep only the planted names: a full listing of a deep folder outgrows max_output_chars.
 READERS = {
     "open": "return open({path!r}).read()",
     "pathlib": "import pathlib\n    return pathlib.Path({path!r}).read_text()",
@@ -22,9 +23,9 @@ READERS = {
     "linecache": "import linecache\n    return ''.join(linecache.getlines({path!r}))",
     "fileinput": "import fileinput\n    return ''.join(fileinput.input({path!r}))",
     "os.open": "import os\n    return os.read(os.open({path!r}, os.O_RDONLY), 100).decode()",
-    "listdir": "import os\n    return os.listdir({folder!r})",
-    "glob": "import glob\n    return glob.glob({folder!r} + '/*') + glob.glob({folder!r} + '/.*')",
-    "scandir": "import os\n    return [e.name for e in os.scandir({folder!r})]",
+    "listdir": "import os\n    return [n for n in os.listdir({folder!r}) if 'secret' in n]",
+    "glob": "import glob\n    return glob.glob({folder!r} + '/*secret*') + glob.glob({folder!r} + '/.*secret*')",
+    "scandir": "import os\n    return [e.name for e in os.scandir({folder!r}) if 'secret' in e.name]",
 }
 
 
@@ -74,8 +75,10 @@ def test_only_the_minimal_view_exists(executor):
     if not executor.private_root:
         pytest.skip("this machine permits no namespaces")
     codes = ["import os\ndef f(x):\n    return sorted(os.listdir('/'))",
-             "import os\ndef f(x):\n    return all(p == '1' or open(f'/proc/{p}/stat').read().split()[3] == '1'\n"
-             "               for p in os.listdir('/proc') if p.isdigit())",
+             # A process listed may exit before its stat is read (an earlier run being reaped).
+             "import os\ndef parent(p):\n    try:\n        return open(f'/proc/{p}/stat').read().split()[3]\n"
+             "    except OSError:\n        return '1'\n"
+             "def f(x):\n    return all(p == '1' or parent(p) == '1' for p in os.listdir('/proc') if p.isdigit())",
              "import os\ndef f(x):\n    return sorted(os.listdir('/dev'))",
              "import os\ndef f(x):\n    return os.path.exists(os.path.join(os.path.dirname(os.__file__), 'site-packages', 'pip'))"]
     top, procs, dev, packages = executor.validate(codes, ["0"] * len(codes), check_banned=False)
