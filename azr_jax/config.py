@@ -10,13 +10,12 @@ from typing import Literal
 
 from azr_jax.typed_config import load, option, section
 from azr_jax.errors import ConfigError
-from azr_jax.executor.checks import DEFAULT_BANNED_IMPORTS, MIN_MEMORY_MB, is_module_list
+from azr_jax.executor.checks import MIN_MEMORY_MB
 from azr_jax.model.embedded import DEFAULT_MODEL
 from azr_jax.model.sharding import MeshConfig
 from azr_jax.resources import config_path
-from azr_jax.selfplay.rewards import IntrinsicReward
+from azr_jax.selfplay.options import AzrOptions, RolloutOptions
 
-TaskName = Literal["deduction", "abduction", "induction"]
 Dtype = Literal["float32", "bfloat16"]
 
 @dataclass(frozen=True)
@@ -31,80 +30,6 @@ class ModelOptions:
         "template with the response left to the model")
     remat: bool = option(True, "recompute each layer's activations in the backward pass (saves memory on "
                                "long sequences, costs about a third more compute)")
-
-
-@dataclass(frozen=True)
-class RolloutOptions:
-    max_prompt_tokens: int = option(5600, "prompts longer than this are re-drawn or dropped "
-                                          "(reference content_max_length)", min=16)
-    max_learnability_prompt_tokens: int = option(
-        6144, "solver prompts of valid proposals longer than this get no learnability rollouts: reward "
-              "-0.5, not admitted (reference max_prompt_length)", min=16)
-    max_new_tokens: int = option(8096, "response length limit for every rollout", min=1)
-    temperature: float = option(1.0, "sampling temperature of training rollouts (0 = greedy)", min=0.0)
-    top_p: float = option(1.0, "nucleus sampling mass", greater_than=0.0, max=1.0)
-    top_k: int = option(0, "top-k filter (0 = off)", min=0)
-    max_batch: int = option(256, "largest number of sequences decoded at once", min=1)
-
-
-@dataclass(frozen=True)
-class RewardOptions:
-    format_reward: bool = option(True, "require the <think>...</think><answer>...</answer> format "
-                                       "(otherwise the reward is -1)")
-    require_answer_tag: bool = option(True, "answers are read from <answer>...</answer> only; false: without "
-                                            "the tag, from the text after </think> (or the whole response)")
-    learnability: Literal["one_minus", "inverse"] = option(
-        "one_minus", "one_minus: r = 1-p if p > 0 else 0; inverse: r = 1-p")
-    induction_accuracy: Literal["binary", "mean", "any"] = option(
-        "binary", "how hidden induction pairs combine into the solver accuracy")
-    intrinsic: tuple[IntrinsicReward, ...] = option((), "extra proposer reward terms (docs/algorithm.md)")
-    intrinsic_combine: Literal["sum", "multiply", "sum_multiply", "multiply_sum"] = option(
-        "sum", "how intrinsic terms combine with the learnability reward")
-
-
-@dataclass(frozen=True)
-class SeedingOptions:
-    enabled: bool = option(True, "without seed files, fill the buffers with the proposer's own valid programs "
-                                 "before the first update (reference seeding, docs/algorithm.md 'Seeding'); "
-                                 "false: start from the zero triplet and the identity induction task")
-    batch_size: int = option(64, "proposer prompts per seeding round and task type (reference: 64)", min=1)
-    max_rounds: int = option(100, "rounds per seeding phase (deduction/abduction, then induction); training "
-                                  "starts with the seeds found so far when they run out", min=1)
-
-
-@dataclass(frozen=True)
-class AzrOptions:
-    task_types: tuple[TaskName, ...] = option(("abduction", "deduction", "induction"),
-                                              "task types trained, each in both roles")
-    batch_size: int = option(64, "sequences per (task type x role) group per iteration", min=1)
-    num_references: int = option(6, "K reference triplets shown to deduction/abduction proposers", min=1)
-    induction_inputs: int = option(10, "inputs an induction proposal must give (half shown, half hidden)",
-                                   min=2)
-    learnability_samples: int = option(8, "sampled solver rollouts per valid proposal to estimate "
-                                          "learnability (n >= 2)", min=2)
-    seed_file: str | None = option(None, "jsonl seed triplets for deduction/abduction (reference format)")
-    induction_seed_file: str | None = option(None, "jsonl seed records for induction")
-    seed_size: int = option(256, "seed lines read from the seed files, or distinct seeds the seeding phase "
-                                 "collects", min=1)
-    seeding: SeedingOptions = section(SeedingOptions, "the seeding phase (runs without seed files)")
-    max_programs: int | None = option(16384, "buffer cap (oldest kept, later programs dropped)", min=1)
-    solver_sampling: Literal["max_new", "uniform_total", "half_new", "step"] = option(
-        "max_new", "how solver tasks are drawn from the buffers")
-    reference_sampling: Literal["uniform", "step"] = option(
-        "uniform", "how proposer references are drawn from the buffers")
-    past_epoch_window: int = option(1, "'new' solver tasks are those added in this many past steps", min=1)
-    reject_multiple_functions: bool = option(
-        False, "reject proposals with more than one def line (the reference Qwen scripts' rule; by "
-        "default helper functions and classes are allowed)")
-    banned_imports: tuple[str, ...] = option(DEFAULT_BANNED_IMPORTS,
-                                             "modules proposals may not import (dotted names allowed)")
-    train_propose: bool = option(True, "include proposer sequences in the update")
-    valid_program_filter: Literal["all", "non_one", "non_extremes"] = option(
-        "all", "which valid proposals enter the buffers")
-    reward: RewardOptions = section(RewardOptions, "reward settings")
-    advantage_weighting: Literal["token", "sequence"] = option(
-        "token", "TRR++ statistics weighted per token (reference) or per sequence (paper formula)")
-    advantage_eps: float = option(1e-8, "epsilon of the TRR++ whitening", greater_than=0.0)
 
 
 @dataclass(frozen=True)
@@ -173,10 +98,6 @@ class TrainConfig:
     eval: EvalOptions = section(EvalOptions, "benchmarks during training")
 
     def __post_init__(self) -> None:
-        if not is_module_list(self.azr.banned_imports):
-            raise ConfigError(f"azr.banned_imports: need (dotted) module names, got {list(self.azr.banned_imports)}")
-        if len(set(self.azr.task_types)) != len(self.azr.task_types) or not self.azr.task_types:
-            raise ConfigError(f"azr.task_types: need distinct task types, got {list(self.azr.task_types)}")
         if self.optim.micro_batch_size > self.azr.batch_size:
             raise ConfigError(f"optim.micro_batch_size ({self.optim.micro_batch_size}) must not exceed "
                               f"azr.batch_size ({self.azr.batch_size})")

@@ -37,7 +37,7 @@ from azr_jax.sampling import Sampler
 from azr_jax.selfplay.buffers import SelfPlayBuffers
 from azr_jax.selfplay.iteration import SelfPlay
 from azr_jax.selfplay.seeding import PHASE_NAMES, STATE_FILE as SEEDING_STATE, Seeder, needs_seeding
-from azr_jax.selfplay.tasks import TaskType
+from azr_jax.selfplay.task_types import ABDUCTION, INDUCTION
 from azr_jax.typed_config import build, to_dict
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ class Trainer:
                                 resume_step=self.step if self.step else None, config=to_dict(cfg),
                                 enabled=self.primary, samples=cfg.log_samples > 0)
         with make_executor(cfg) as ex:
-            selfplay = SelfPlay(cfg, self.tokenizer, self.sampler, ex, self.buffers)
+            selfplay = make_selfplay(cfg, self.tokenizer, self.sampler, ex, self.buffers)
             if self.step == 0 and needs_seeding(cfg.azr):
                 self._seed(selfplay)
             progress = _progress(cfg, self.step) if self.primary else None
@@ -211,12 +211,12 @@ class Trainer:
         try:
             state = Seeder(selfplay, folder=self.out_dir / SEEDS_DIR, write=self.primary,
                            on_seed=progress.update if progress else None).run(
-                io_seeds=None if a.seed_file is None else list(self.buffers[TaskType.ABDUCTION].records),
-                induction_seeds=None if a.induction_seed_file is None else list(self.buffers[TaskType.INDUCTION].records))
+                io_seeds=None if a.seed_file is None else list(self.buffers[ABDUCTION].records),
+                induction_seeds=None if a.induction_seed_file is None else list(self.buffers[INDUCTION].records))
         finally:
             if progress is not None:
                 progress.close()
-        self.buffers.reset(state.io, state.induction)
+        self.buffers.reset({"io": state.io, "induction": state.induction})
         log.info("seeding done: %d deduction/abduction and %d induction seeds (%s)", len(state.io),
                  len(state.induction), self.out_dir / SEEDS_DIR)
 
@@ -250,6 +250,12 @@ def initial_buffers(cfg: TrainConfig) -> SelfPlayBuffers:
     a = cfg.azr
     return SelfPlayBuffers.initial(seed_file=a.seed_file, induction_seed_file=a.induction_seed_file,
                                    seed_size=a.seed_size, min_seeds=1, max_programs=a.max_programs)
+
+
+def make_selfplay(cfg: TrainConfig, tokenizer, policy, executor, buffers: SelfPlayBuffers) -> SelfPlay:
+    """The run's self-play loop over these parts, with its `azr` and `rollout` options."""
+    return SelfPlay(cfg.azr, cfg.rollout, tokenizer, policy, executor, buffers, template=cfg.model.prompt_template,
+                    seed=cfg.seed)
 
 
 def make_executor(cfg: TrainConfig):

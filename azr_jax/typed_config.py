@@ -33,6 +33,18 @@ def section(cls: type, help: str) -> Any:
     return dataclasses.field(default_factory=cls, metadata={"help": help})
 
 
+def check_choice(what: str, value: str, allowed: typing.Sequence[str]) -> None:
+    """ConfigError unless ``value`` is one of ``allowed`` (for code called without a config)."""
+    if value not in allowed:
+        raise ConfigError(f"{what} must be one of {tuple(allowed)}, got {value!r}")
+
+
+def check_at_least(what: str, value: int, minimum: int) -> None:
+    """ConfigError unless ``value >= minimum``."""
+    if value < minimum:
+        raise ConfigError(f"{what} must be >= {minimum}, got {value}")
+
+
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 

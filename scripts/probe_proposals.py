@@ -33,10 +33,8 @@ def main() -> None:
     from azr_jax.config import load_train_config
     from azr_jax.model import DTYPES, load_hf, load_tokenizer, make_mesh, resolve_model_path
     from azr_jax.sampling import Sampler
-    from azr_jax.selfplay.iteration import SelfPlay
     from azr_jax.selfplay.parsing import ParseFailure
-    from azr_jax.selfplay.tasks import TaskType
-    from azr_jax.trainer import initial_buffers, make_executor
+    from azr_jax.trainer import initial_buffers, make_executor, make_selfplay
 
     configs = args.config or ["default"]
     cfg = load_train_config(configs, [*args.overrides, f"azr.batch_size={args.n}"])
@@ -46,10 +44,10 @@ def main() -> None:
                     mesh=mesh)
     tokenizer = load_tokenizer(path)
     sampler = Sampler(model, tokenizer, mesh, max_batch=cfg.rollout.max_batch)
-    tasks = [TaskType(t) for t in cfg.azr.task_types]
+    tasks = cfg.azr.resolved_task_types()
     parse_failures = {f.value for f in ParseFailure}
     with make_executor(cfg) as executor:
-        selfplay = SelfPlay(cfg, tokenizer, sampler, executor, initial_buffers(cfg))
+        selfplay = make_selfplay(cfg, tokenizer, sampler, executor, initial_buffers(cfg))
         rng = np.random.default_rng([cfg.seed, 0])
         jobs = {t: selfplay.proposer_jobs(t, rng) for t in tasks}
         start = time.perf_counter()
@@ -66,7 +64,7 @@ def main() -> None:
             parsed = sum(c.failure not in parse_failures for c in checks)
             valid = sum(c.valid for c in checks)
             failures = Counter(c.failure for c in checks if not c.valid)
-            print(f"  {t.value:<10} parsed {parsed:>3}/{len(checks)}  valid {valid:>3}/{len(checks)}  "
+            print(f"  {t.name:<10} parsed {parsed:>3}/{len(checks)}  valid {valid:>3}/{len(checks)}  "
                   f"failures: {', '.join(f'{k} {v}' for k, v in failures.most_common())}")
             rows += [{"task": t.value, "response": r.generation, "valid": c.valid, "failure": c.failure}
                      for r, c in zip(mine, checks)]

@@ -16,7 +16,7 @@ import glob
 from collections import Counter
 
 from azr_jax.executor import Executor
-from azr_jax.selfplay.tasks import read_triplets
+from azr_jax.selfplay.records import read_triplets
 
 
 def main() -> None:

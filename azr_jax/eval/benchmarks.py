@@ -32,7 +32,7 @@ from azr_jax.executor.results import Check
 from azr_jax.selfplay.parsing import any_fenced_blocks, extract_answer, extract_solver_answer, generation_text
 from azr_jax.selfplay.prompts import (TEMPLATE_KINDS, Prompt, make_template, solve_abduction_prompt,
                                       solve_deduction_prompt)
-from azr_jax.selfplay.options import check_choice
+from azr_jax.typed_config import check_choice
 from azr_jax.eval.tasks import CRUXEVAL_I, CRUXEVAL_O, HUMANEVAL, CruxEvalTask, HumanEvalTask
 
 # Codex's stop sequences: a completion ends where the next top-level statement starts.

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from azr_jax.errors import BenchmarkDataError, ConfigError, MissingPackageError
-from azr_jax.selfplay.tasks import Triplet
+from azr_jax.selfplay.records import Triplet
 
 CRUXEVAL_O, CRUXEVAL_I, HUMANEVAL = "cruxeval-o", "cruxeval-i", "humaneval"
 BENCHMARKS = (CRUXEVAL_O, CRUXEVAL_I, HUMANEVAL)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from azr_jax.errors import ConfigError
-from azr_jax.selfplay.options import check_choice
+from azr_jax.typed_config import check_choice
 
 WEIGHTINGS = ("token", "sequence")
 

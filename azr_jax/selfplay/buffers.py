@@ -1,15 +1,16 @@
-"""The three task buffers: seeding, reference sampling, solver-task sampling, cap, persistence.
+"""One buffer per trained task type: seeding, solver-task sampling, cap, persistence.
 
-Buffer keys follow the reference (azr-reference §9): abduction proposals go to ``input``,
-deduction proposals to ``output``, induction proposals to ``problem``. Every entry remembers
-the step it was inserted at; step 0 is the seed step.
+Each type names its buffer's key in the saved state (the reference's names, azr-reference §9:
+abduction ``input``, deduction ``output``, induction ``problem``) and what records it holds.
+Every entry remembers the step it was inserted at; step 0 is the seed step.
 
 Randomness comes only from the ``numpy.random.Generator`` passed in, so a run is
 reproducible and its RNG state can be checkpointed by the caller.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -17,13 +18,14 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from azr_jax.errors import CheckpointError
-from azr_jax.selfplay.options import check_at_least, check_choice
-from azr_jax.selfplay.tasks import (IDENTITY_INDUCTION_TASK, ZERO_TRIPLET, InductionTask, TaskType, Triplet,
-                                    read_induction_tasks, read_triplets)
+from azr_jax.selfplay.records import Triplet, read_induction_tasks, read_triplets
+from azr_jax.selfplay.task_types import TASK_TYPES, TaskType
+from azr_jax.typed_config import check_at_least, check_choice
 
-R = TypeVar("R", Triplet, InductionTask)
+log = logging.getLogger(__name__)
 
-REFERENCE_WEIGHTINGS = ("uniform", "step")
+R = TypeVar("R")  # the record type of one task type
+
 SOLVER_STRATEGIES = ("max_new", "uniform_total", "half_new", "step")
 STATE_VERSION = 1
 
@@ -67,25 +69,6 @@ def _check_not_empty(buffer: TaskBuffer) -> None:
         raise ValueError("cannot sample from an empty buffer")
 
 
-def sample_references(buffer: TaskBuffer[Triplet], rng: np.random.Generator, *, k: int = 6,
-                      weighting: str = "uniform") -> list[Triplet]:
-    """K distinct buffer entries for a deduction/abduction proposer prompt (all when fewer).
-
-    ``uniform``: equal weights; ``step``: weight ``insertion step + 1`` (§4.1).
-    """
-    check_choice("reference weighting", weighting, REFERENCE_WEIGHTINGS)
-    check_at_least("number of references", k, 1)
-    _check_not_empty(buffer)
-    if len(buffer) <= k:
-        return list(buffer.records)
-    p = None
-    if weighting == "step":
-        weights = np.asarray(buffer.steps, dtype=np.float64) + 1.0
-        p = weights / weights.sum()
-    chosen = rng.choice(len(buffer), size=k, replace=False, p=p)
-    return [buffer.records[int(i)] for i in chosen]
-
-
 def sample_solver_tasks(buffer: TaskBuffer[R], rng: np.random.Generator, *, batch_size: int = 64,
                         strategy: str = "max_new", current_step: int, past_epoch_window: int = 1) -> list[R]:
     """``batch_size`` tasks for the solver (§9), drawn at the START of ``current_step``.
@@ -118,69 +101,81 @@ def sample_solver_tasks(buffer: TaskBuffer[R], rng: np.random.Generator, *, batc
 
 
 class SelfPlayBuffers:
-    """The abduction (``input``), deduction (``output``) and induction (``problem``) buffers."""
+    """The buffers of a run's task types (all registered types by default)."""
 
-    def __init__(self, *, max_programs: int | None = 16384) -> None:
+    def __init__(self, task_types: Sequence[TaskType] | None = None, *, max_programs: int | None = 16384) -> None:
         if max_programs is not None:
             check_at_least("max_programs", max_programs, 1)
         self.max_programs = max_programs
-        self.buffers: dict[TaskType, TaskBuffer] = {task: TaskBuffer() for task in TaskType}
+        self.task_types = list(TASK_TYPES.values()) if task_types is None else list(task_types)
+        self.buffers: dict[TaskType, TaskBuffer] = {task: TaskBuffer() for task in self.task_types}
 
     # -- initialisation ---------------------------------------------------------------------
 
     @classmethod
-    def from_seeds(cls, io_seeds: Sequence[Triplet], induction_seeds: Sequence[InductionTask], *,
+    def from_seeds(cls, seeds: Mapping[str, Sequence[Any]], task_types: Sequence[TaskType] | None = None, *,
                    max_programs: int | None = 16384) -> SelfPlayBuffers:
-        """Buffers holding the seeds at step 0; deduction/abduction seeds go into BOTH buffers."""
-        buffers = cls(max_programs=max_programs)
-        buffers.reset(io_seeds, induction_seeds)
+        """Buffers holding the seeds at step 0 (see `reset`)."""
+        buffers = cls(task_types, max_programs=max_programs)
+        buffers.reset(seeds)
         return buffers
 
-    def reset(self, io_seeds: Sequence[Triplet], induction_seeds: Sequence[InductionTask]) -> None:
-        """Empty every buffer, then hold these seeds at step 0 (the seeding phase's result)."""
-        if not io_seeds or not induction_seeds:
-            raise ValueError("seeding needs at least one triplet and one induction task")
-        self.buffers = {task: TaskBuffer() for task in TaskType}
-        self.add(TaskType.ABDUCTION, io_seeds, step=0)
-        self.add(TaskType.DEDUCTION, io_seeds, step=0)
-        self.add(TaskType.INDUCTION, induction_seeds, step=0)
+    def reset(self, seeds: Mapping[str, Sequence[Any]]) -> None:
+        """Empty every buffer, then put at step 0 each type's seeds: those of its seed set
+        (``io``: deduction AND abduction; ``induction``), or its initial records when none are given."""
+        unknown = set(seeds) - {t.seed_set for t in self.task_types}
+        if unknown:
+            raise ValueError(f"seeds for {sorted(unknown)}, which no task type of this run uses")
+        self.buffers = {task: TaskBuffer() for task in self.task_types}
+        for task in self.task_types:
+            records = seeds.get(task.seed_set) or task.initial_records()
+            self.add(task, records, step=0)
 
     @classmethod
     def initial(cls, *, seed_file: str | Path | None = None, induction_seed_file: str | Path | None = None,
-                seed_size: int = 256, min_seeds: int = 64,
+                seed_size: int = 256, min_seeds: int = 64, task_types: Sequence[TaskType] | None = None,
                 max_programs: int | None = 16384) -> SelfPlayBuffers:
         """Buffers seeded from the reference jsonl files (first ``seed_size`` records of each).
 
-        A missing file means: start from the zero triplet / the identity induction record.
-        A file with fewer than ``min_seeds`` records (the solver batch size) is an error.
+        A missing file means: start from the types' initial records (the zero triplet, the
+        identity induction task). A file with fewer than ``min_seeds`` records (the solver batch
+        size) is an error.
         """
-        io_seeds = [ZERO_TRIPLET] if seed_file is None else read_triplets(
-            seed_file, limit=seed_size, min_count=min_seeds)
-        induction_seeds = [IDENTITY_INDUCTION_TASK] if induction_seed_file is None else read_induction_tasks(
-            induction_seed_file, limit=seed_size, min_count=min_seeds)
-        return cls.from_seeds(io_seeds, induction_seeds, max_programs=max_programs)
+        buffers = cls(task_types, max_programs=max_programs)
+        used = {t.seed_set for t in buffers.task_types}
+        seeds = {}
+        if seed_file is not None and "io" in used:
+            seeds["io"] = read_triplets(seed_file, limit=seed_size, min_count=min_seeds)
+        if induction_seed_file is not None and "induction" in used:
+            seeds["induction"] = read_induction_tasks(induction_seed_file, limit=seed_size, min_count=min_seeds)
+        buffers.reset(seeds)
+        return buffers
 
     # -- growth and access ------------------------------------------------------------------
 
     def __getitem__(self, task: TaskType) -> TaskBuffer:
+        if task not in self.buffers:
+            raise KeyError(f"no {getattr(task, 'name', task)!r} buffer: these buffers hold "
+                           f"{[t.name for t in self.task_types]}")
         return self.buffers[task]
 
-    def add(self, task: TaskType, records: Iterable[Triplet | InductionTask], step: int) -> int:
+    def add(self, task: TaskType, records: Iterable[Any], step: int) -> int:
         """Append a task type's valid proposals at ``step`` under the cap; returns how many were kept."""
-        expected = InductionTask if task is TaskType.INDUCTION else Triplet
         records = list(records)
         for record in records:
-            if not isinstance(record, expected):
-                raise TypeError(f"the {task.value} buffer takes {expected.__name__}, got {type(record).__name__}")
-        return self.buffers[task].add(records, step, max_programs=self.max_programs)
+            task.require_record(record)
+        return self[task].add(records, step, max_programs=self.max_programs)
 
-    def induction_programs(self) -> list[Triplet]:
-        """Programs induction proposals build on: abduction then deduction entries, duplicates kept."""
-        return self.buffers[TaskType.ABDUCTION].records + self.buffers[TaskType.DEDUCTION].records
+    def programs(self) -> list[Triplet]:
+        """Programs other types build on (induction): the records of every type that shares its
+        programs, in table order (abduction then deduction), duplicates kept."""
+        return [r for t in self.task_types if t.shares_programs for r in self.buffers[t].records]
 
-    def sample_induction_program(self, rng: np.random.Generator) -> Triplet:
-        """One program, uniformly from :meth:`induction_programs` (§4.2)."""
-        programs = self.induction_programs()
+    def sample_program(self, rng: np.random.Generator) -> Triplet:
+        """One program, uniformly from :meth:`programs` (§4.2)."""
+        programs = self.programs()
+        if not programs:
+            raise ValueError("no programs to build on: induction needs deduction or abduction among the task types")
         return programs[int(rng.integers(len(programs)))]
 
     # -- persistence ------------------------------------------------------------------------
@@ -198,18 +193,24 @@ class SelfPlayBuffers:
     def load_state_dict(self, state: dict[str, Any], *, resume_step: int | None = None) -> None:
         """Replace the contents with a saved state, keeping entries with step <= ``resume_step``.
 
-        The cap stays the one this object was built with (it is a config value).
+        A type whose buffer the state lacks (a type added to the table since it was saved) starts
+        from its initial records; buffers of types not held here are ignored. The cap stays the
+        one this object was built with (a config value).
         """
         if state.get("version") != STATE_VERSION:
             raise CheckpointError(f"buffer state version {state.get('version')!r}, expected {STATE_VERSION}")
+        saved_buffers = state.get("buffers", {})
         loaded = {}
-        for task in TaskType:
-            saved = state.get("buffers", {}).get(task.buffer_key)
-            if saved is None or len(saved.get("records", ())) != len(saved.get("steps", ())):
-                raise CheckpointError(f"buffer state: {task.buffer_key!r} is missing or its records and "
-                                      f"steps differ in length")
-            parse = InductionTask.from_json_dict if task is TaskType.INDUCTION else Triplet.from_json_dict
-            keep = [(parse(r), int(s)) for r, s in zip(saved["records"], saved["steps"])
+        for task in self.task_types:
+            saved = saved_buffers.get(task.buffer_key)
+            if saved is None:
+                log.warning("the saved buffers have no %r buffer (saved before task type %r existed); it starts "
+                            "from its initial records", task.buffer_key, task.name)
+                loaded[task] = TaskBuffer(records=task.initial_records(), steps=[0] * len(task.initial_records()))
+                continue
+            if len(saved.get("records", ())) != len(saved.get("steps", ())):
+                raise CheckpointError(f"buffer state: {task.buffer_key!r} records and steps differ in length")
+            keep = [(task.record_type.from_json_dict(r), int(s)) for r, s in zip(saved["records"], saved["steps"])
                     if resume_step is None or s <= resume_step]
             loaded[task] = TaskBuffer(records=[r for r, _ in keep], steps=[s for _, s in keep])
         self.buffers = loaded

@@ -12,8 +12,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from azr_jax.selfplay.options import check_at_least
-from azr_jax.selfplay.tasks import InductionTask, Triplet
+from azr_jax.typed_config import check_at_least
+from azr_jax.selfplay.records import InductionTask, Triplet
 
 # Anchored at the start of the generation (whose <think> the prompt opened); lazy bodies;
 # anything may follow </answer> (§3.4).

@@ -14,9 +14,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from azr_jax.errors import ConfigError, PromptBudgetError
-from azr_jax.selfplay.options import check_choice
+from azr_jax.typed_config import check_choice
 from azr_jax.executor.checks import DEFAULT_BANNED_IMPORTS
-from azr_jax.selfplay.tasks import InductionTask, TaskType, Triplet
+from azr_jax.selfplay.records import InductionTask, Triplet
 
 INPUT_PLACEHOLDER = "f(<|YOUR INPUT WILL BE PLUGGED HERE|>)"
 
@@ -72,12 +72,19 @@ creative? Then write the code and the input.
 {references}
 """
 
-_IO_PROPOSE_ROLES = {
-    TaskType.ABDUCTION: ("the code and its output", "the input",
-                         "recovering the input from the code and the output should be hard"),
-    TaskType.DEDUCTION: ("the code and the input", "the output",
-                         "predicting the output from the code and the input should be hard"),
-}
+@dataclass(frozen=True)
+class IOWording:
+    """What a deduction/abduction proposer is told its solver will see and must find."""
+
+    shown: str
+    hidden: str
+    difficulty: str
+
+
+ABDUCTION_WORDING = IOWording("the code and its output", "the input",
+                              "recovering the input from the code and the output should be hard")
+DEDUCTION_WORDING = IOWording("the code and the input", "the output",
+                              "predicting the output from the code and the input should be hard")
 
 _INDUCTION_PROPOSE = """
 ## Task: Write {n} Inputs and a Message for a Code Snippet
@@ -216,7 +223,7 @@ def _reference_block(j: int, ref: Triplet) -> str:
             f"```output\n{ref.output}\n```\n</snippet_{j}>\n")
 
 
-def propose_io_prompt(task: TaskType, references: Sequence[Triplet],
+def propose_io_prompt(wording: IOWording, references: Sequence[Triplet],
                       banned_imports: Sequence[str] = DEFAULT_BANNED_IMPORTS, *, seeding: bool = False) -> str:
     """Deduction/abduction proposer task text: write a program and one input (§4.1); `seeding`
     adds the seeding runs' line that top-level variables are removed (§10).
@@ -224,13 +231,10 @@ def propose_io_prompt(task: TaskType, references: Sequence[Triplet],
     Differs: the reference swaps the "difficulty" bullet between the two prompts; here each
     prompt asks for difficulty of its own task.
     """
-    if task not in _IO_PROPOSE_ROLES:
-        raise ValueError(f"propose_io_prompt is for deduction/abduction, got {task.value}")
     if not references:
         raise ValueError("a proposer prompt needs at least one reference triplet")
-    shown, hidden, difficulty = _IO_PROPOSE_ROLES[task]
     return _IO_PROPOSE.format(
-        shown=shown, hidden=hidden, difficulty=difficulty, banned=", ".join(banned_imports),
+        shown=wording.shown, hidden=wording.hidden, difficulty=wording.difficulty, banned=", ".join(banned_imports),
         requirements=_code_requirements(state_tracking=True, seeding=seeding),
         references="".join(_reference_block(j, ref) for j, ref in enumerate(references)))
 
@@ -256,17 +260,6 @@ def solve_induction_prompt(task: InductionTask) -> str:
                     for j, (x, y) in enumerate(task.given_pairs))
     return _INDUCTION_SOLVE.format(requirements=_code_requirements(state_tracking=False),
                                    pairs=pairs, message=task.message)
-
-
-def solve_prompt(task_type: TaskType, task: Triplet | InductionTask) -> str:
-    """The solver task text for a buffer record of ``task_type``."""
-    if task_type is TaskType.INDUCTION:
-        if not isinstance(task, InductionTask):
-            raise TypeError(f"an induction solver prompt needs an InductionTask, got {type(task).__name__}")
-        return solve_induction_prompt(task)
-    if not isinstance(task, Triplet):
-        raise TypeError(f"a {task_type.value} solver prompt needs a Triplet, got {type(task).__name__}")
-    return solve_deduction_prompt(task) if task_type is TaskType.DEDUCTION else solve_abduction_prompt(task)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,14 +335,20 @@ def make_template(kind: str, tokenizer: Any = None) -> PromptTemplate:
 # Token budget (§4.1, §4.4)
 
 
-def count_tokens(tokenizer: Any, text: str) -> int:
-    """Number of tokens of ``text`` without added special tokens (it is already templated).
+def encode(tokenizer: Any, text: str) -> list[int]:
+    """The token ids of an already templated prompt (no special tokens added): what is sampled
+    from and what every prompt budget counts.
 
     Accepts an HF tokenizer (``encode`` returns ids) or a ``tokenizers.Tokenizer`` (an
     ``Encoding`` with ``.ids``).
     """
     encoded = tokenizer.encode(text, add_special_tokens=False)
-    return len(getattr(encoded, "ids", encoded))
+    return list(getattr(encoded, "ids", encoded))
+
+
+def count_tokens(tokenizer: Any, text: str) -> int:
+    """Number of tokens of ``text`` as :func:`encode` makes them."""
+    return len(encode(tokenizer, text))
 
 
 def resample_within_budget(draw: Callable[[], Prompt], tokenizer: Any, *, content_max_length: int = 5600,

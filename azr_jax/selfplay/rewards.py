@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from azr_jax.errors import ConfigError, RewardHookError
-from azr_jax.selfplay.options import check_choice
+from azr_jax.typed_config import check_choice
 
 INDUCTION_ACCURACY_RULES = ("binary", "mean", "any")
 LEARNABILITY_CONVERSIONS = ("one_minus", "inverse")

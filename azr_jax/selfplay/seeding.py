@@ -30,10 +30,10 @@ import numpy as np
 
 from azr_jax.errors import CheckpointError
 from azr_jax.model.atomic_dir import write_atomic
-from azr_jax.selfplay.prompts import propose_induction_prompt, propose_io_prompt, resample_within_budget
-from azr_jax.selfplay.scoring import check_induction_proposals, check_io_proposals
-from azr_jax.selfplay.tasks import (IDENTITY_INDUCTION_TASK, ZERO_TRIPLET, InductionTask, TaskType, Triplet,
-                                    read_induction_tasks, read_triplets)
+from azr_jax.selfplay.prompts import resample_within_budget
+from azr_jax.selfplay.records import (IDENTITY_INDUCTION_TASK, ZERO_TRIPLET, InductionTask, Triplet,
+                                      read_induction_tasks, read_triplets)
+from azr_jax.selfplay.task_types import ABDUCTION, DEDUCTION, INDUCTION
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class Seeder:
                  on_seed: Callable[[str, int], None] | None = None) -> None:
         self.selfplay, self.folder, self.write = selfplay, folder, write
         self.on_seed = on_seed or (lambda phase, count: None)  # progress: (phase, seeds now)
-        az = selfplay.cfg.azr
+        az = selfplay.azr
         self.target, self.batch, self.max_rounds = az.seed_size, az.seeding.batch_size, az.seeding.max_rounds
 
     def run(self, *, io_seeds: list[Triplet] | None = None,
@@ -122,14 +122,14 @@ class Seeder:
 
     def _round(self, phase: str, state: SeedingState) -> None:
         sp, k = self.selfplay, state.rounds[phase]
-        rng = np.random.default_rng([sp.cfg.seed, 0x5EED, _PHASES.index(phase), k])
+        rng = np.random.default_rng([sp.seed, 0x5EED, _PHASES.index(phase), k])
         sampling_seed = int(rng.integers(2**31))
         if phase == "io":
-            tasks = (TaskType.ABDUCTION, TaskType.DEDUCTION)
-            jobs = [job for t in tasks for job in self._io_jobs(t, state.io, rng)]
+            jobs = [job for t in (ABDUCTION, DEDUCTION) for job in self._io_jobs(t, state.io, rng)]
             generations = [r.generation for r in sp.sample(jobs, n=1, seed=sampling_seed)]
-            checks = check_io_proposals(sp.executor, generations, seeding=True,
-                                        reject_multiple_functions=sp.cfg.azr.reject_multiple_functions)
+            # Both types parse and validate a program and an input the same way.
+            checks = DEDUCTION.check_proposals(sp.executor, [()] * len(jobs), generations, [""] * len(jobs), sp.azr,
+                                               seeding=True)
             seeds, key = state.io, _io_key
         else:
             # The seed programs in turn, one per prompt; those whose prompt is over budget are skipped.
@@ -138,12 +138,12 @@ class Seeder:
             for i in range(self.batch):
                 program = state.io[(start + i) % len(state.io)]
                 job = self._induction_job(program)
-                if len(job.ids) <= sp.cfg.rollout.max_prompt_tokens:
+                if len(job.ids) <= sp.rollout.max_prompt_tokens:
                     programs.append(program)
                     jobs.append(job)
             generations = [r.generation for r in sp.sample(jobs, n=1, seed=sampling_seed)]
-            checks = check_induction_proposals(sp.executor, programs, generations,
-                                               num_inputs=sp.cfg.azr.induction_inputs)
+            checks = INDUCTION.check_proposals(sp.executor, [(p,) for p in programs], generations,
+                                               [""] * len(programs), sp.azr)
             seeds, key = state.induction, _induction_key
         known = {key(s) for s in seeds}
         new = 0
@@ -160,21 +160,21 @@ class Seeder:
         if self.folder is not None and self.write:
             state.save(self.folder)
 
-    def _io_jobs(self, task: TaskType, seeds: list[Triplet], rng: np.random.Generator):
-        sp, az = self.selfplay, self.selfplay.cfg.azr
+    def _io_jobs(self, task, seeds: list[Triplet], rng: np.random.Generator):
+        sp, az = self.selfplay, self.selfplay.azr
 
         def draw():
             k = min(az.num_references, len(seeds))
             refs = [seeds[int(i)] for i in rng.choice(len(seeds), size=k, replace=False)]
-            return sp.template.wrap(propose_io_prompt(task, refs, banned_imports=az.banned_imports, seeding=True))
+            return sp.template.wrap(task.propose_text(refs, az, seeding=True))
 
-        prompts = [resample_within_budget(draw, sp.tokenizer, content_max_length=sp.cfg.rollout.max_prompt_tokens)
+        prompts = [resample_within_budget(draw, sp.tokenizer, content_max_length=sp.rollout.max_prompt_tokens)
                    for _ in range(self.batch)]
         return [sp.job(prompt, None) for prompt in prompts]
 
     def _induction_job(self, program: Triplet):
         sp = self.selfplay
-        prompt = sp.template.wrap(propose_induction_prompt(program, num_inputs=sp.cfg.azr.induction_inputs))
+        prompt = sp.template.wrap(INDUCTION.propose_text(program, sp.azr))
         return sp.job(prompt, program)
 
 

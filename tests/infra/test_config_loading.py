@@ -47,7 +47,7 @@ def test_round_trip_through_yaml(tmp_path):
     ("optim.lr=abc", "optim.lr: expected a number, got 'abc'"),
     ("optim.lr=0", "optim.lr: must be > 0.0, got 0.0"),
     ("azr.learnability_samples=1", "azr.learnability_samples: must be >= 2, got 1"),
-    ("azr.task_types=[foo]", "azr.task_types[0]: 'foo' is not one of ['deduction', 'abduction', 'induction']"),
+    ("azr.task_types=[foo]", "azr.task_types: unknown task type 'foo' (known: abduction, deduction, induction)"),
     ("azr.task_types=[]", "azr.task_types: need distinct task types, got []"),
     ("model.path=null", "model.path: null is not allowed (expected str)"),
     ("steps=1.5", "steps: expected an integer, got 1.5"),

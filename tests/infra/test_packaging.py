@@ -56,7 +56,7 @@ def test_shipped_configs_by_name_with_their_seed_files(installed):
     assert out.returncode == 0, out.stderr
     printed = yaml.safe_load(out.stdout)
     assert printed["model"]["path"] == "checkpoints/Qwen2.5-Coder-7B"
-    seeds = _run(installed, "-c", f"from azr_jax.selfplay.tasks import read_triplets; "
+    seeds = _run(installed, "-c", f"from azr_jax.selfplay.records import read_triplets; "
                                   f"print(len(read_triplets({printed['azr']['seed_file']!r}, limit=4, min_count=1)))")
     assert seeds.returncode == 0 and seeds.stdout.strip() == "4", seeds.stderr
 

@@ -31,7 +31,7 @@ OWN_SEEDS = {"qwen2.5-coder-3b.yaml": "3b_coder", "qwen2.5-coder-7b.yaml": "7b_c
 
 @pytest.mark.parametrize("name", sorted(OWN_SEEDS))
 def test_model_configs_use_their_own_models_seeds(name):
-    from azr_jax.selfplay.tasks import read_induction_tasks, read_triplets
+    from azr_jax.selfplay.records import read_induction_tasks, read_triplets
 
     cfg = load_train_config(CONFIG_DIR / name)
     prefix = OWN_SEEDS[name]

@@ -7,13 +7,15 @@ import numpy as np
 import pytest
 
 from azr_jax.errors import CheckpointError, ConfigError, SeedDataError
-from azr_jax.selfplay.buffers import SelfPlayBuffers, TaskBuffer, sample_references, sample_solver_tasks
-from azr_jax.selfplay.tasks import IDENTITY_INDUCTION_TASK, ZERO_TRIPLET, InductionTask, TaskType, Triplet
+from azr_jax.selfplay.buffers import SelfPlayBuffers, TaskBuffer, sample_solver_tasks
+from azr_jax.selfplay.records import IDENTITY_INDUCTION_TASK, ZERO_TRIPLET, InductionTask, Triplet
+from azr_jax.selfplay.task_types import ABDUCTION, DEDUCTION, INDUCTION, TASK_TYPES
+from azr_jax.selfplay.task_types.io_tasks import sample_references
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "selfplay"
 IO_SEEDS = FIXTURES / "seed_io_head.jsonl"
 CODE_F_SEEDS = FIXTURES / "seed_code_f_head.jsonl"
-ABD, DED, IND = TaskType.ABDUCTION, TaskType.DEDUCTION, TaskType.INDUCTION
+ABD, DED, IND = ABDUCTION, DEDUCTION, INDUCTION
 
 
 def triplet(j):
@@ -35,7 +37,7 @@ def test_initial_without_files_uses_zero_triplet_and_identity_record():
     buffers = SelfPlayBuffers.initial()
     assert buffers[ABD].records == [ZERO_TRIPLET] and buffers[DED].records == [ZERO_TRIPLET]
     assert buffers[IND].records == [IDENTITY_INDUCTION_TASK]
-    assert [buffers[t].steps for t in TaskType] == [[0], [0], [0]]
+    assert [buffers[t].steps for t in TASK_TYPES.values()] == [[0], [0], [0]]
 
 
 def test_initial_from_seed_files_fills_both_io_buffers():
@@ -93,11 +95,11 @@ def test_reference_sampling_errors():
 
 
 def test_induction_program_comes_from_the_union_with_duplicates():
-    buffers = SelfPlayBuffers.from_seeds([triplet(0)], [IDENTITY_INDUCTION_TASK])
+    buffers = SelfPlayBuffers.from_seeds({"io": [triplet(0)]})
     buffers.add(DED, [triplet(1)], step=1)
-    assert ids(buffers.induction_programs()) == [0, 0, 1]
+    assert ids(buffers.programs()) == [0, 0, 1]
     rng = np.random.default_rng(0)
-    counts = Counter(int(buffers.sample_induction_program(rng).input) for _ in range(3000))
+    counts = Counter(int(buffers.sample_program(rng).input) for _ in range(3000))
     assert abs(counts[0] / 3000 - 2 / 3) < 0.03
 
 
@@ -152,8 +154,7 @@ def test_solver_sampling_errors():
 # --- growth and cap -----------------------------------------------------------------------------
 
 def test_growth_and_cap_keep_oldest_with_real_steps():
-    buffers = SelfPlayBuffers.from_seeds([triplet(j) for j in range(3)], [IDENTITY_INDUCTION_TASK],
-                                         max_programs=5)
+    buffers = SelfPlayBuffers.from_seeds({"io": [triplet(j) for j in range(3)]}, max_programs=5)
     assert buffers.add(ABD, [triplet(10 + j) for j in range(4)], step=1) == 2
     assert ids(buffers[ABD].records) == [0, 1, 2, 10, 11] and buffers[ABD].steps == [0, 0, 0, 1, 1]
     assert buffers.add(ABD, [triplet(20)], step=2) == 0
@@ -167,7 +168,7 @@ def test_growth_and_cap_keep_oldest_with_real_steps():
 
 def test_add_checks_record_type_and_step():
     buffers = SelfPlayBuffers.initial()
-    with pytest.raises(TypeError, match="the induction buffer takes InductionTask, got Triplet"):
+    with pytest.raises(TypeError, match="induction takes InductionTask records, got Triplet"):
         buffers.add(IND, [ZERO_TRIPLET], step=1)
     with pytest.raises(ValueError, match="step must be >= 0"):
         buffers.add(DED, [ZERO_TRIPLET], step=-1)
@@ -191,7 +192,7 @@ def test_state_dict_json_round_trip():
     state = json.loads(json.dumps(buffers.state_dict()))
     restored = SelfPlayBuffers()
     restored.load_state_dict(state)
-    for task in TaskType:
+    for task in TASK_TYPES.values():
         assert restored[task].records == buffers[task].records
         assert restored[task].steps == buffers[task].steps
     assert state["buffers"]["input"]["steps"] == [0] * 8 + [1]
@@ -214,3 +215,23 @@ def test_load_rejects_bad_state():
     state["buffers"]["problem"]["steps"].pop()
     with pytest.raises(CheckpointError, match="'problem'"):
         SelfPlayBuffers().load_state_dict(state)
+
+
+def test_a_state_saved_without_a_task_types_buffer_starts_it_from_its_initial_records(caplog):
+    """A checkpoint written before a type joined the table still resumes (with a warning)."""
+    state = grown_buffers().state_dict()
+    del state["buffers"]["problem"]
+    restored = SelfPlayBuffers()
+    restored.load_state_dict(state)
+    assert restored[IND].records == [IDENTITY_INDUCTION_TASK] and restored[IND].steps == [0]
+    assert len(restored[ABD]) == 9
+    assert "no 'problem' buffer" in caplog.text
+
+
+def test_buffers_of_chosen_types_refuse_others_by_name():
+    buffers = SelfPlayBuffers.initial(task_types=[DEDUCTION])
+    assert buffers.task_types == [DEDUCTION] and buffers.programs() == [ZERO_TRIPLET]
+    with pytest.raises(KeyError, match="no 'induction' buffer: these buffers hold \\['deduction'\\]"):
+        buffers[INDUCTION]
+    with pytest.raises(ValueError, match="seeds for \\['induction'\\], which no task type of this run uses"):
+        buffers.reset({"induction": [IDENTITY_INDUCTION_TASK]})

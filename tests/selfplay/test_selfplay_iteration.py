@@ -10,8 +10,8 @@ import pytest
 from azr_jax.config import load_train_config
 from azr_jax.executor import Executor
 from azr_jax.selfplay.buffers import SelfPlayBuffers
-from azr_jax.selfplay.iteration import SelfPlay
-from azr_jax.selfplay.tasks import GROUPS, TaskType
+from azr_jax.selfplay.task_types import ABDUCTION, DEDUCTION, INDUCTION, TASK_TYPES, groups
+from azr_jax.trainer import make_selfplay
 
 EOS = 256
 
@@ -122,7 +122,7 @@ def test_one_iteration_with_known_rewards(executor):
     cfg = _config()
     buffers = SelfPlayBuffers.initial(max_programs=cfg.azr.max_programs)
     policy = ScriptedPolicy()
-    result = SelfPlay(cfg, ByteTokenizer(), policy, executor, buffers).iteration(step=1)
+    result = make_selfplay(cfg, ByteTokenizer(), policy, executor, buffers).iteration(step=1)
     m = result.metrics
 
     # Three sampler calls: proposals (n=1), solver batch (n=1), learnability (n=2), all at T=0.8.
@@ -162,7 +162,7 @@ def test_one_iteration_with_known_rewards(executor):
 
     # One episode record per sequence, in the same order, with what decided its reward.
     episodes = result.episodes
-    assert [(e["task"], e["role"]) for e in episodes[::2]] == [(t.value, r.value) for t, r in GROUPS]
+    assert [(e["task"], e["role"]) for e in episodes[::2]] == [(t.name, r.value) for t, r in groups(TASK_TYPES.values())]
     assert [e["reward"] for e in episodes] == [r for group in expected_rewards for r in group]
     assert [e["advantage"] for e in episodes] == [s.advantage for s in seqs]
     assert [e["response_tokens"] for e in episodes] == [len(s.response) for s in seqs]
@@ -171,14 +171,14 @@ def test_one_iteration_with_known_rewards(executor):
     assert episodes[0]["response"].startswith("<think>")  # the prompt's opening, then the response
 
     # Buffers grew with the valid proposals (bad format still admitted), seeds first.
-    assert len(buffers[TaskType.ABDUCTION]) == 3 and len(buffers[TaskType.DEDUCTION]) == 2
-    assert len(buffers[TaskType.INDUCTION]) == 2
-    assert buffers[TaskType.ABDUCTION].records[1].output == "'cba'"
-    assert buffers[TaskType.ABDUCTION].records[2].snippet == TRIPLE
-    assert buffers[TaskType.DEDUCTION].records[1].output == "6"
-    added = buffers[TaskType.INDUCTION].records[1]
+    assert len(buffers[ABDUCTION]) == 3 and len(buffers[DEDUCTION]) == 2
+    assert len(buffers[INDUCTION]) == 2
+    assert buffers[ABDUCTION].records[1].output == "'cba'"
+    assert buffers[ABDUCTION].records[2].snippet == TRIPLE
+    assert buffers[DEDUCTION].records[1].output == "6"
+    added = buffers[INDUCTION].records[1]
     assert (added.inputs, added.outputs, added.message) == (("1", "'hi'"), ("1", "'hi'"), "it echoes its argument")
-    assert buffers[TaskType.ABDUCTION].steps == [0, 1, 1]
+    assert buffers[ABDUCTION].steps == [0, 1, 1]
     assert m["abduction/propose/admitted"] == 2.0 and m["buffer/deduction_size"] == 2.0
     assert m["rollout/generated_tokens"] == sum(len(s.response) for s in seqs) + _learnability_tokens(policy)
 
@@ -194,7 +194,7 @@ def test_next_step_solves_the_new_tasks_first(executor):
     cfg = _config()
     buffers = SelfPlayBuffers.initial(max_programs=cfg.azr.max_programs)
     policy = ScriptedPolicy()
-    selfplay = SelfPlay(cfg, ByteTokenizer(), policy, executor, buffers)
+    selfplay = make_selfplay(cfg, ByteTokenizer(), policy, executor, buffers)
     selfplay.iteration(step=1)
     selfplay.iteration(step=2)
     solver_prompts = [bytes(p).decode() for p in policy.calls[4][0]]
@@ -209,7 +209,7 @@ def test_iterations_are_reproducible_from_the_seed(executor):
     for _ in range(2):
         buffers = SelfPlayBuffers.initial(seed_file=None)
         policy = ScriptedPolicy()
-        SelfPlay(_config(**{"azr.num_references": 2}), ByteTokenizer(), policy, executor, buffers).iteration(step=1)
+        make_selfplay(_config(**{"azr.num_references": 2}), ByteTokenizer(), policy, executor, buffers).iteration(step=1)
         runs.append([p for call in policy.calls for p in call[0]])
     assert runs[0] == runs[1]
 
@@ -229,7 +229,7 @@ class NoCodeInductionSolver(ScriptedPolicy):
 
 def test_an_induction_answer_without_code_is_a_format_failure(executor):
     """The reference scores a missing program as fmt = 0 (-1), not as a wrong program (-0.5)."""
-    result = SelfPlay(_config(), ByteTokenizer(), NoCodeInductionSolver(), executor,
+    result = make_selfplay(_config(), ByteTokenizer(), NoCodeInductionSolver(), executor,
                       SelfPlayBuffers.initial()).iteration(step=1)
     solve = [e for e in result.episodes if (e["task"], e["role"]) == ("induction", "solve")]
     assert [e["reward"] for e in solve] == [-1.0, -1.0]
@@ -240,12 +240,12 @@ def test_learnability_prompts_have_their_own_budget(executor):
     """rollout.max_learnability_prompt_tokens (reference max_prompt_length 6144) filters the
     learnability prompts, not rollout.max_prompt_tokens: over it, a valid proposal gets no
     rollouts, -0.5, and stays out of the buffer."""
-    within = SelfPlay(_config(**{"rollout.max_prompt_tokens": 100000, "rollout.max_learnability_prompt_tokens": 6144}),
+    within = make_selfplay(_config(**{"rollout.max_prompt_tokens": 100000, "rollout.max_learnability_prompt_tokens": 6144}),
                       ByteTokenizer(), policy := ScriptedPolicy(), executor, SelfPlayBuffers.initial()).iteration(step=1)
     assert len(policy.calls) == 3 and within.metrics["abduction/propose/admitted"] == 2.0
     buffers = SelfPlayBuffers.initial()
-    over = SelfPlay(_config(**{"rollout.max_learnability_prompt_tokens": 16}), ByteTokenizer(),
+    over = make_selfplay(_config(**{"rollout.max_learnability_prompt_tokens": 16}), ByteTokenizer(),
                     policy := ScriptedPolicy(), executor, buffers).iteration(step=1)
     assert len(policy.calls) == 2   # no learnability call
     propose = [e["reward"] for e in over.episodes if (e["task"], e["role"]) == ("abduction", "propose")]
-    assert propose == [-0.5, -1.0] and len(buffers[TaskType.ABDUCTION]) == 1
+    assert propose == [-0.5, -1.0] and len(buffers[ABDUCTION]) == 1

@@ -10,11 +10,11 @@ from transformers import PreTrainedTokenizerFast
 from azr_jax.errors import ConfigError, PromptBudgetError
 from azr_jax.selfplay.parsing import (extract_answer, extract_solver_answer, fenced_blocks, format_ok,
                                       generation_text)
-from azr_jax.selfplay.prompts import (INPUT_PLACEHOLDER, ChatTemplate, Prompt, R1Template, count_tokens,
-                                      make_template, propose_induction_prompt, propose_io_prompt,
-                                      resample_within_budget, select_within_budget, solve_prompt)
-from azr_jax.selfplay.tasks import (IDENTITY_INDUCTION_TASK, ZERO_TRIPLET, InductionTask, TaskType, Triplet,
-                                    read_triplets)
+from azr_jax.selfplay.prompts import (ABDUCTION_WORDING, DEDUCTION_WORDING, INPUT_PLACEHOLDER, ChatTemplate,
+                                      Prompt, R1Template, count_tokens, make_template, propose_induction_prompt,
+                                      propose_io_prompt, resample_within_budget, select_within_budget)
+from azr_jax.selfplay.records import IDENTITY_INDUCTION_TASK, ZERO_TRIPLET, InductionTask, Triplet, read_triplets
+from azr_jax.selfplay.task_types import ABDUCTION, DEDUCTION, INDUCTION
 
 CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>\n{% endfor %}"
                  "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
@@ -36,9 +36,9 @@ REFS = [Triplet(snippet=f"def f(x):\n    return x + {j}", input=str(j), output=s
 
 # --- task texts ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("task", [TaskType.DEDUCTION, TaskType.ABDUCTION])
-def test_io_proposer_prompt_shows_numbered_references(task):
-    text = propose_io_prompt(task, REFS, banned_imports=("random", "os.path"))
+@pytest.mark.parametrize("wording", [DEDUCTION_WORDING, ABDUCTION_WORDING])
+def test_io_proposer_prompt_shows_numbered_references(wording):
+    text = propose_io_prompt(wording, REFS, banned_imports=("random", "os.path"))
     assert text.startswith("\n## Task: ")
     for section in ("### Code Requirements:", "### Input Requirements:", "### Formatting:",
                     "### Evaluation Criteria:", "### Reference Code Snippets:"):
@@ -52,15 +52,13 @@ def test_io_proposer_prompt_shows_numbered_references(task):
 
 
 def test_io_proposer_prompts_ask_for_their_own_difficulty():
-    abduction = propose_io_prompt(TaskType.ABDUCTION, REFS[:1])
-    deduction = propose_io_prompt(TaskType.DEDUCTION, REFS[:1])
+    abduction = propose_io_prompt(ABDUCTION_WORDING, REFS[:1])
+    deduction = propose_io_prompt(DEDUCTION_WORDING, REFS[:1])
     assert "- Difficulty: recovering the input from the code and the output should be hard" in abduction
     assert "- Difficulty: predicting the output from the code and the input should be hard" in deduction
     assert "- Make the logic track state over several steps\n" in deduction
-    with pytest.raises(ValueError, match="deduction/abduction"):
-        propose_io_prompt(TaskType.INDUCTION, REFS)
     with pytest.raises(ValueError, match="at least one reference"):
-        propose_io_prompt(TaskType.DEDUCTION, [])
+        propose_io_prompt(DEDUCTION_WORDING, [])
 
 
 def test_induction_proposer_prompt_shows_program_with_placeholder():
@@ -78,7 +76,7 @@ def test_induction_proposer_prompt_shows_program_with_placeholder():
 
 def test_deduction_solver_prompt_shows_input_not_output():
     task = Triplet(snippet="def f(s):\n    return s[::-1]", input="'abc'", output="'cba'")
-    text = solve_prompt(TaskType.DEDUCTION, task)
+    text = DEDUCTION.solve_prompt(task)
     assert "### Code Snippet:\n```python\ndef f(s):\n    return s[::-1]\n```\n" in text
     assert "### Input:\n```input\n'abc'\n```\n" in text
     assert "'cba'" not in text
@@ -88,7 +86,7 @@ def test_deduction_solver_prompt_shows_input_not_output():
 
 def test_abduction_solver_prompt_shows_output_not_input():
     task = Triplet(snippet="def f(s):\n    return s[::-1]", input="'abc'", output="'cba'")
-    text = solve_prompt(TaskType.ABDUCTION, task)
+    text = ABDUCTION.solve_prompt(task)
     assert "### Output:\n```output\n'cba'\n```\n" in text
     assert "'abc'" not in text
     assert "### Output Format:\n```input\narg1, arg2, ...\n```\n" in text
@@ -97,22 +95,22 @@ def test_abduction_solver_prompt_shows_output_not_input():
 def test_induction_solver_prompt_shows_first_half_and_message():
     task = InductionTask(snippet="def f(n):\n    return n * 7", inputs=tuple(str(i) for i in range(10)),
                          outputs=tuple(str(7 * i) for i in range(10)), message="multiplies by a lucky number")
-    text = solve_prompt(TaskType.INDUCTION, task)
+    text = INDUCTION.solve_prompt(task)
     pairs = text.split("### Input and Output Pairs:\n", 1)[1].split("### Message:", 1)[0]
     assert pairs == "".join(f"```input_{j}\n{j}\n```\n```output_{j}\n{7 * j}\n```\n" for j in range(5)) + "\n"
     assert "input_5" not in text and "return n * 7" not in text and "\n63\n" not in text
     assert "### Message:\n```message\nmultiplies by a lucky number\n```\n" in text
     assert "- Make the logic track state" not in text
     assert text.rstrip().endswith("Remember: the entry function must be named `f`.")
-    assert "input_2" in solve_prompt(TaskType.INDUCTION, IDENTITY_INDUCTION_TASK)
-    assert "input_3" not in solve_prompt(TaskType.INDUCTION, IDENTITY_INDUCTION_TASK)
+    assert "input_2" in INDUCTION.solve_prompt(IDENTITY_INDUCTION_TASK)
+    assert "input_3" not in INDUCTION.solve_prompt(IDENTITY_INDUCTION_TASK)
 
 
 def test_solve_prompt_checks_record_type():
-    with pytest.raises(TypeError, match="InductionTask"):
-        solve_prompt(TaskType.INDUCTION, ZERO_TRIPLET)
-    with pytest.raises(TypeError, match="Triplet"):
-        solve_prompt(TaskType.DEDUCTION, IDENTITY_INDUCTION_TASK)
+    with pytest.raises(TypeError, match="induction takes InductionTask records, got Triplet"):
+        INDUCTION.solve_prompt(ZERO_TRIPLET)
+    with pytest.raises(TypeError, match="deduction takes Triplet records, got InductionTask"):
+        DEDUCTION.solve_prompt(IDENTITY_INDUCTION_TASK)
 
 
 # --- templates -------------------------------------------------------------------------------
@@ -153,7 +151,7 @@ def test_make_template():
 
 @pytest.mark.parametrize("template", [R1Template(), ChatTemplate(word_tokenizer())])
 def test_opening_rebuilds_the_generation_for_the_parser(template):
-    prompt = template.wrap(solve_prompt(TaskType.DEDUCTION, ZERO_TRIPLET))
+    prompt = template.wrap(DEDUCTION.solve_prompt(ZERO_TRIPLET))
     response = " The identity.</think>\n<answer>\n```output\n\"Hello world\"\n```\n</answer>"
     gen = generation_text(prompt.opening, response)
     assert format_ok(gen)
@@ -178,13 +176,13 @@ def test_proposer_prompt_resampled_until_within_budget():
     def draw():
         refs = next(draws)
         calls.append(refs)
-        return template.wrap(propose_io_prompt(TaskType.DEDUCTION, refs))
+        return template.wrap(propose_io_prompt(DEDUCTION_WORDING, refs))
 
-    short_len = n_words(template.wrap(propose_io_prompt(TaskType.DEDUCTION, [REFS[1]])).text)
+    short_len = n_words(template.wrap(propose_io_prompt(DEDUCTION_WORDING, [REFS[1]])).text)
     prompt = resample_within_budget(draw, tokenizer, content_max_length=short_len)
     assert len(calls) == 3 and "return x + 1\n" in prompt.text
     with pytest.raises(PromptBudgetError, match="after 2 draws"):
-        resample_within_budget(lambda: template.wrap(propose_io_prompt(TaskType.DEDUCTION, [long_ref])),
+        resample_within_budget(lambda: template.wrap(propose_io_prompt(DEDUCTION_WORDING, [long_ref])),
                                tokenizer, content_max_length=short_len, max_attempts=2)
 
 
@@ -222,7 +220,7 @@ def qwen_tokenizer():
 
 
 def test_qwen_chat_prompt_counts_special_tokens_once(qwen_tokenizer):
-    prompt = ChatTemplate(qwen_tokenizer).wrap(solve_prompt(TaskType.DEDUCTION, ZERO_TRIPLET))
+    prompt = ChatTemplate(qwen_tokenizer).wrap(DEDUCTION.solve_prompt(ZERO_TRIPLET))
     assert prompt.text.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n")
     assert prompt.text.endswith("<|im_end|>\n<|im_start|>assistant\n<think>")
     ids = qwen_tokenizer.encode(prompt.text, add_special_tokens=False)
@@ -234,7 +232,7 @@ def test_qwen_chat_prompt_counts_special_tokens_once(qwen_tokenizer):
 
 def test_qwen_proposer_prompt_with_six_seed_references_fits_the_default_budget(qwen_tokenizer):
     refs = read_triplets(Path(__file__).parent.parent / "fixtures" / "selfplay" / "seed_io_head.jsonl", limit=6)
-    prompt = R1Template().wrap(propose_io_prompt(TaskType.ABDUCTION, refs))
+    prompt = R1Template().wrap(propose_io_prompt(ABDUCTION_WORDING, refs))
     n = count_tokens(qwen_tokenizer, prompt.text)
     assert 1000 < n <= 5600
     chosen = select_within_budget([prompt, Prompt(text=prompt.text * 6, opening="<think>")], qwen_tokenizer,

@@ -6,7 +6,7 @@ from azr_jax.selfplay.buffers import TaskBuffer
 from azr_jax.selfplay.rewards import (IntrinsicReward, admit_to_buffer, check_n_samples, combine_intrinsic,
                                       induction_accuracy, learnability, proposer_reward, resolve_function,
                                       solve_rate, solver_reward)
-from azr_jax.selfplay.tasks import ZERO_TRIPLET, Triplet
+from azr_jax.selfplay.records import ZERO_TRIPLET, Triplet
 
 
 @pytest.mark.parametrize("format_ok, accuracy, expected", [

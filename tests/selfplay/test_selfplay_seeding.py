@@ -10,10 +10,11 @@ import pytest
 from azr_jax.errors import CheckpointError
 from azr_jax.executor import Executor
 from azr_jax.selfplay.buffers import SelfPlayBuffers
-from azr_jax.selfplay.iteration import SelfPlay
 from azr_jax.selfplay.parsing import clean_seed_program
 from azr_jax.selfplay.seeding import IO_FILE, STATE_FILE, Seeder, SeedingState, needs_seeding
-from azr_jax.selfplay.tasks import IDENTITY_INDUCTION_TASK, ZERO_TRIPLET, TaskType, read_triplets
+from azr_jax.selfplay.records import IDENTITY_INDUCTION_TASK, ZERO_TRIPLET, read_triplets
+from azr_jax.selfplay.task_types import ABDUCTION, DEDUCTION
+from azr_jax.trainer import make_selfplay
 
 from test_selfplay_iteration import EOS, ByteTokenizer, Sample, _config
 
@@ -55,7 +56,7 @@ def executor():
 def _selfplay(executor, policy, **overrides):
     cfg = _config(**{"azr.seed_size": 6, "azr.seeding.batch_size": 2, "azr.seeding.max_rounds": 20,
                      "azr.reward.require_answer_tag": "true", **overrides})
-    return SelfPlay(cfg, ByteTokenizer(), policy, executor, SelfPlayBuffers.initial())
+    return make_selfplay(cfg, ByteTokenizer(), policy, executor, SelfPlayBuffers.initial())
 
 
 def test_seeding_reaches_seed_size_distinct_valid_seeds(executor, tmp_path):
@@ -96,10 +97,10 @@ def test_seeded_buffers_feed_the_first_iteration(executor):
     """The first solver batch and the first references come from the seeds, not the zero triplet."""
     selfplay = _selfplay(executor, SeedingPolicy())
     state = Seeder(selfplay, folder=None).run()
-    selfplay.buffers.reset(state.io, state.induction)
-    assert len(selfplay.buffers[TaskType.ABDUCTION]) == len(selfplay.buffers[TaskType.DEDUCTION]) == 6
-    assert selfplay.buffers[TaskType.DEDUCTION].steps == [0] * 6
-    jobs = selfplay.proposer_jobs(TaskType.DEDUCTION, np.random.default_rng(0))
+    selfplay.buffers.reset({"io": state.io, "induction": state.induction})
+    assert len(selfplay.buffers[ABDUCTION]) == len(selfplay.buffers[DEDUCTION]) == 6
+    assert selfplay.buffers[DEDUCTION].steps == [0] * 6
+    jobs = selfplay.proposer_jobs(DEDUCTION, np.random.default_rng(0))
     shown = [r for job in jobs for r in job.source]
     assert shown and all(r in state.io for r in shown) and any(r != ZERO_TRIPLET for r in shown)
 

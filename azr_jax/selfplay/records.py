@@ -1,4 +1,4 @@
-"""Task types, roles and the two task records, with the reference's jsonl seed format.
+"""The two task records, with the reference's jsonl seed format.
 
 A *triplet* (program, input, output) is both a deduction/abduction buffer entry and the
 program an induction proposal is built on; an *induction task* is a program with several
@@ -6,7 +6,6 @@ input/output pairs and a message (azr-reference §2).
 """
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,59 +14,6 @@ from typing import Any
 
 from azr_jax.errors import SeedDataError
 from azr_jax.resources import data_path
-
-class TaskType(str, enum.Enum):
-    """The three AZR reasoning modes, named as in the paper."""
-
-    DEDUCTION = "deduction"  # predict f(i) from f and i
-    ABDUCTION = "abduction"  # find an i with f(i) == o from f and o
-    INDUCTION = "induction"  # write f from input/output pairs and a message
-
-    @property
-    def code_name(self) -> str:
-        """The reference code's name: code_o, code_i or code_f."""
-        return _CODE_NAMES[self]
-
-    @property
-    def buffer_key(self) -> str:
-        """The reference DatasetManager list this task type's proposals go to."""
-        return _BUFFER_KEYS[self]
-
-    @classmethod
-    def from_code_name(cls, name: str) -> TaskType:
-        for task, code in _CODE_NAMES.items():
-            if code == name:
-                return task
-        raise ValueError(f"unknown task code name {name!r}; expected one of {sorted(_CODE_NAMES.values())}")
-
-
-_CODE_NAMES = {TaskType.DEDUCTION: "code_o", TaskType.ABDUCTION: "code_i", TaskType.INDUCTION: "code_f"}
-_BUFFER_KEYS = {TaskType.DEDUCTION: "output", TaskType.ABDUCTION: "input", TaskType.INDUCTION: "problem"}
-
-
-class Role(str, enum.Enum):
-    """The two parts the one policy plays."""
-
-    PROPOSE = "propose"
-    SOLVE = "solve"
-
-    @property
-    def prefix(self) -> str:
-        """The reference's sub-batch prefix: gen (propose) or pred (solve)."""
-        return "gen" if self is Role.PROPOSE else "pred"
-
-
-def group_name(task: TaskType, role: Role) -> str:
-    """Name of a (task type x role) group as in the reference logs, e.g. ``gen_code_i``."""
-    return f"{role.prefix}_{task.code_name}"
-
-
-# The six groups in the order the reference concatenates them into the update batch (§8.2).
-GROUPS: tuple[tuple[TaskType, Role], ...] = tuple(
-    (task, role)
-    for task in (TaskType.ABDUCTION, TaskType.DEDUCTION, TaskType.INDUCTION)
-    for role in (Role.PROPOSE, Role.SOLVE)
-)
 
 
 @dataclass(frozen=True)

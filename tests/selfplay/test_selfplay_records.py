@@ -1,30 +1,16 @@
-"""Task types, roles, records and the reference jsonl seed format."""
+"""The task records and the reference jsonl seed format."""
 import json
 from pathlib import Path
 
 import pytest
 
 from azr_jax.errors import SeedDataError
-from azr_jax.selfplay.tasks import (GROUPS, IDENTITY_INDUCTION_TASK, ZERO_TRIPLET, InductionTask, Role, TaskType,
-                                    Triplet, group_name, read_induction_tasks, read_triplets, write_jsonl)
+from azr_jax.selfplay.records import (IDENTITY_INDUCTION_TASK, ZERO_TRIPLET, InductionTask, Triplet,
+                                      read_induction_tasks, read_triplets, write_jsonl)
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "selfplay"
 IO_SEEDS = FIXTURES / "seed_io_head.jsonl"
 CODE_F_SEEDS = FIXTURES / "seed_code_f_head.jsonl"
-
-
-def test_task_type_names_match_the_reference():
-    assert [(t.value, t.code_name, t.buffer_key) for t in TaskType] == [
-        ("deduction", "code_o", "output"), ("abduction", "code_i", "input"), ("induction", "code_f", "problem")]
-    assert TaskType.from_code_name("code_i") is TaskType.ABDUCTION
-    with pytest.raises(ValueError, match="code_e"):
-        TaskType.from_code_name("code_e")
-
-
-def test_groups_in_reference_concatenation_order():
-    assert [group_name(t, r) for t, r in GROUPS] == [
-        "gen_code_i", "pred_code_i", "gen_code_o", "pred_code_o", "gen_code_f", "pred_code_f"]
-    assert Role("solve") is Role.SOLVE
 
 
 def test_first_seed_lines_are_the_zero_triplet_and_identity_record():
