@@ -48,24 +48,27 @@ class MetricsLogger:
     def __init__(self, out_dir: str | Path, *, tensorboard: bool = True, wandb_project: str | None = None,
                  resume_step: int | None = None, config: Mapping[str, Any] | None = None,
                  enabled: bool = True, samples: bool = False):
+        from azr_jax.run_folder import RunFolder  # the layout; run_folder imports the config, which is heavy
+
+        run = RunFolder(out_dir)
         self.enabled = enabled
-        self.path = Path(out_dir) / "metrics.jsonl"
+        self.path = run.metrics_file
         self._tb = self._wandb = self._samples = None
         if not enabled:
             return
         self._metrics = JsonLines(self.path, resume_step=resume_step)
         if samples:
-            self._samples = JsonLines(Path(out_dir) / "samples.jsonl", resume_step=resume_step)
+            self._samples = JsonLines(run.samples_file, resume_step=resume_step)
         if tensorboard:
             from tensorboardX import SummaryWriter
-            self._tb = SummaryWriter(str(Path(out_dir) / "tb"), purge_step=resume_step + 1 if resume_step else None)
+            self._tb = SummaryWriter(str(run.tensorboard), purge_step=resume_step + 1 if resume_step else None)
         if wandb_project:
             try:
                 import wandb
             except ImportError:
                 raise ConfigError("wandb_project is set but wandb is not installed (pip install wandb)") from None
             self._wandb = wandb.init(project=wandb_project, dir=str(out_dir), config=dict(config or {}),
-                                     resume="allow", id=_wandb_run_id(Path(out_dir)))
+                                     resume="allow", id=_wandb_run_id(run.wandb_id_file))
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
         if not self.enabled:
@@ -99,9 +102,8 @@ class MetricsLogger:
             self._wandb.finish()
 
 
-def _wandb_run_id(out_dir: Path) -> str:
+def _wandb_run_id(id_file: Path) -> str:
     """A stable W&B run id per run folder, so a resumed run continues the same W&B run."""
-    id_file = out_dir / "wandb_run_id"
     if not id_file.exists():
         import uuid
         id_file.write_text(uuid.uuid4().hex[:16])

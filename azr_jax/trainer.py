@@ -1,11 +1,7 @@
-"""The training run: config -> mesh -> model -> self-play loop -> updates, checkpoints, metrics.
+"""The training run: config -> mesh -> policy -> self-play loop -> updates, checkpoints, metrics.
 
-A run lives in `out_dir`: `config.yaml` (the resolved config), `base_model/` (config.json,
-generation config and tokenizer of the starting model, so a checkpoint can be exported without
-the original folder), `checkpoints/<step>/` (orbax: parameters, optimizer state and a JSON
-record with the buffers), `seeds/` (what the seeding phase found, when the run has one),
-`metrics.jsonl`, `samples.jsonl` (`log_samples` episodes per group and iteration) and `tb/`. Everything random derives from
-(config seed, step), so a resumed run repeats exactly what the uninterrupted run would do.
+A run lives in `out_dir`, laid out and read back by run_folder.py. Everything random derives
+from (config seed, step), so a resumed run repeats exactly what the uninterrupted run would do.
 """
 from __future__ import annotations
 
@@ -18,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import yaml
 from flax import nnx
 
 from azr_jax.checkpoint import CheckpointStore
@@ -29,20 +24,17 @@ from azr_jax.learner.loss import ClipConfig
 from azr_jax.learner.optimizer import make_optimizer
 from azr_jax.learner.step import LossConfig, TrainStep
 from azr_jax.metrics import MetricsLogger
-from azr_jax.model import DTYPES, load_hf, load_tokenizer, make_mesh, resolve_model_path
-from azr_jax.model.atomic_dir import atomic_directory, write_atomic
-from azr_jax.model.hf_export import GENERATION_CONFIG, TOKENIZER_FILES
-from azr_jax.run_lock import LOCK_FILE, RunLock
-from azr_jax.sampling import Sampler
+from azr_jax.model import make_mesh, resolve_model_path
+from azr_jax.policy import build_policy
+from azr_jax.run_folder import RunFolder
+from azr_jax.run_lock import RunLock
 from azr_jax.selfplay.buffers import SelfPlayBuffers
 from azr_jax.selfplay.iteration import SelfPlay
-from azr_jax.selfplay.seeding import PHASE_NAMES, STATE_FILE as SEEDING_STATE, Seeder, needs_seeding
+from azr_jax.selfplay.seeding import PHASE_NAMES, Seeder, needs_seeding
 from azr_jax.selfplay.task_types import ABDUCTION, INDUCTION
-from azr_jax.typed_config import build, to_dict
+from azr_jax.typed_config import to_dict
 
 log = logging.getLogger(__name__)
-
-SEEDS_DIR = "seeds"   # the seeding phase's seeds and progress (selfplay/seeding.py)
 
 # Keys that may change when a run is resumed: how long, where (a run folder may be moved) and how it
 # is observed, not what it learns.
@@ -71,16 +63,6 @@ def check_resume_compatible(saved: TrainConfig, current: TrainConfig) -> None:
                           f"({details}); start a new out_dir or restore those values")
 
 
-def _copy_base_model(source: Path, target: Path) -> None:
-    """config.json, generation config and tokenizer files of the starting model (no weights)."""
-    if target.is_dir():
-        return
-    with atomic_directory(target) as tmp:
-        for name in ("config.json", GENERATION_CONFIG, *TOKENIZER_FILES):
-            if (source / name).is_file():
-                shutil.copyfile(source / name, tmp / name)
-
-
 class Trainer:
     """Owns every component of a run; `run()` trains from the start or the latest checkpoint.
 
@@ -89,7 +71,8 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, *, resume: bool = False):
         self.cfg = cfg
-        self.out_dir = Path(cfg.out_dir)
+        self.run_folder = RunFolder(cfg.out_dir)
+        self.out_dir = self.run_folder.path
         self.primary = jax.process_index() == 0
         self._exit = contextlib.ExitStack()
         fresh_folder = not self.out_dir.exists()
@@ -97,26 +80,20 @@ class Trainer:
             self._setup(resume)
         except BaseException:
             self._exit.close()
-            if fresh_folder and self.out_dir.is_dir() and [p.name for p in self.out_dir.iterdir()] == [LOCK_FILE]:
-                shutil.rmtree(self.out_dir)   # refused before anything was written: leave no folder behind
+            if fresh_folder and self.run_folder.holds_only_lock():
+                self.run_folder.remove()   # refused before anything was written: leave no folder behind
             raise
 
     def _setup(self, resume: bool) -> None:
-        cfg = self.cfg
+        cfg, run = self.cfg, self.run_folder
         if self.primary:   # one writer per run folder, from before anything in it is read
             self._exit.enter_context(RunLock(self.out_dir))
-        config_file = self.out_dir / "config.yaml"
-        store_dir = self.out_dir / "checkpoints"
         if resume:
-            if not config_file.is_file():
+            if not run.is_run():
                 raise ConfigError(f"--resume: no run to resume in {self.out_dir} (config.yaml missing)")
-            check_resume_compatible(build(TrainConfig, yaml.safe_load(config_file.read_text())), cfg)
-        elif store_dir.is_dir() and any(p.name.isdigit() for p in store_dir.iterdir()):
-            raise ConfigError(f"{self.out_dir} already holds checkpoints of a run; pass --resume to continue it "
-                              f"or choose another out_dir")
-        elif (self.out_dir / SEEDS_DIR / SEEDING_STATE).is_file():
-            raise ConfigError(f"{self.out_dir} already holds the seeding phase of a run ({SEEDS_DIR}/); pass --resume "
-                              f"to continue it or choose another out_dir")
+            check_resume_compatible(run.read_config(), cfg)
+        else:
+            run.require_fresh()
         # Everything that can be refused is checked before anything is written or loaded.
         self.mesh = make_mesh(cfg.mesh)
         model_path = resolve_model_path(cfg.model.path)
@@ -127,15 +104,13 @@ class Trainer:
                 load_tasks(benchmark, cfg.eval.humaneval_path if benchmark == "humaneval" else cfg.eval.cruxeval_path,
                            cfg.eval.limit)
         if self.primary:
-            write_atomic(config_file, [yaml.safe_dump(to_dict(cfg), sort_keys=False)])
-            _copy_base_model(model_path, self.out_dir / "base_model")
+            run.write_config(cfg)
+            run.copy_base_model(model_path)
 
         log.info("loading %s on mesh %s", model_path, dict(self.mesh.shape))
-        self.model = load_hf(model_path, dtype=DTYPES[cfg.model.param_dtype],
-                             compute_dtype=DTYPES[cfg.model.compute_dtype], mesh=self.mesh,
-                             remat=cfg.model.remat)
-        self.tokenizer = load_tokenizer(model_path)
-        self.sampler = Sampler(self.model, self.tokenizer, self.mesh, max_batch=cfg.rollout.max_batch)
+        policy = build_policy(cfg.model, self.mesh)
+        self.model, self.tokenizer = policy.model, policy.tokenizer
+        self.sampler = policy.sampler(max_batch=cfg.rollout.max_batch)
         o = cfg.optim
         self.train_step = TrainStep(self.model, make_optimizer(o), LossConfig(
             clip=ClipConfig(o.clip_low, o.clip_high, o.dual_clip), entropy_coef=o.entropy_coef,
@@ -143,7 +118,7 @@ class Trainer:
             temperature=cfg.rollout.temperature or 1.0, old_logprobs=o.old_logprobs), self.mesh)
         _, self.params = nnx.split(self.model, nnx.Param)
         self.opt_state = self.train_step.init_optimizer(self.params)
-        self.store = CheckpointStore(store_dir, keep=cfg.keep_checkpoints)
+        self.store = CheckpointStore(run.checkpoints, keep=cfg.keep_checkpoints)
         self._exit.callback(self.store.close)
         self.step = 0
         if resume:
@@ -209,7 +184,7 @@ class Trainer:
         a = self.cfg.azr
         progress = _SeedingProgress(a.seed_size) if self.primary and self.cfg.progress else None
         try:
-            state = Seeder(selfplay, folder=self.out_dir / SEEDS_DIR, write=self.primary,
+            state = Seeder(selfplay, folder=self.run_folder.seeds, write=self.primary,
                            on_seed=progress.update if progress else None).run(
                 io_seeds=None if a.seed_file is None else list(self.buffers[ABDUCTION].records),
                 induction_seeds=None if a.induction_seed_file is None else list(self.buffers[INDUCTION].records))
@@ -218,7 +193,7 @@ class Trainer:
                 progress.close()
         self.buffers.reset({"io": state.io, "induction": state.induction})
         log.info("seeding done: %d deduction/abduction and %d induction seeds (%s)", len(state.io),
-                 len(state.induction), self.out_dir / SEEDS_DIR)
+                 len(state.induction), self.run_folder.seeds)
 
     def _iteration(self, selfplay: SelfPlay) -> tuple[dict[str, float], list[dict[str, Any]]]:
         result = selfplay.iteration(self.step)

@@ -31,19 +31,15 @@ def main() -> None:
     import numpy as np
 
     from azr_jax.config import load_train_config
-    from azr_jax.model import DTYPES, load_hf, load_tokenizer, make_mesh, resolve_model_path
-    from azr_jax.sampling import Sampler
+    from azr_jax.model import make_mesh
+    from azr_jax.policy import build_policy
     from azr_jax.selfplay.parsing import ParseFailure
     from azr_jax.trainer import initial_buffers, make_executor, make_selfplay
 
     configs = args.config or ["default"]
     cfg = load_train_config(configs, [*args.overrides, f"azr.batch_size={args.n}"])
-    mesh = make_mesh(cfg.mesh)
-    path = resolve_model_path(cfg.model.path)
-    model = load_hf(path, dtype=DTYPES[cfg.model.param_dtype], compute_dtype=DTYPES[cfg.model.compute_dtype],
-                    mesh=mesh)
-    tokenizer = load_tokenizer(path)
-    sampler = Sampler(model, tokenizer, mesh, max_batch=cfg.rollout.max_batch)
+    policy = build_policy(cfg.model, make_mesh(cfg.mesh))
+    tokenizer, sampler = policy.tokenizer, policy.sampler(max_batch=cfg.rollout.max_batch)
     tasks = cfg.azr.resolved_task_types()
     parse_failures = {f.value for f in ParseFailure}
     with make_executor(cfg) as executor:

@@ -12,6 +12,8 @@ import json
 import math
 from pathlib import Path
 
+from azr_jax.run_folder import RunFolder
+
 TASKS = ("deduction", "abduction", "induction")
 PHASES = ("sample_proposals", "sample_solutions", "sample_learnability", "validate_proposals", "score_solutions",
           "score_learnability", "update", "iteration")
@@ -46,7 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, help="a run's out_dir (holds metrics.jsonl)")
     args = parser.parse_args()
-    path = args.run_dir / "metrics.jsonl"
+    path = RunFolder(args.run_dir).metrics_file
     if not path.is_file():
         parser.error(f"{path} does not exist")
     print(table([json.loads(line) for line in path.read_text().splitlines() if line.strip()]))

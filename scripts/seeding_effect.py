@@ -15,14 +15,19 @@ import argparse
 import json
 from pathlib import Path
 
-TASKS = ("abduction", "deduction", "induction")
+from azr_jax.run_folder import RunFolder
+from azr_jax.selfplay.seeding import STATE_FILE
+from azr_jax.selfplay.task_types import ABDUCTION, DEDUCTION, INDUCTION
+
+TASKS = (ABDUCTION, DEDUCTION, INDUCTION)
 
 
-def _buffers(run: Path) -> dict:
-    steps = sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
+def _buffers(run: RunFolder) -> dict:
+    """The buffer record of the newest checkpoint (its JSON item, read without restoring arrays)."""
+    steps = run.checkpoint_steps()
     if not steps:
-        raise SystemExit(f"{run}: no checkpoint")
-    return json.loads((run / "checkpoints" / str(steps[-1]) / "state" / "metadata").read_text())["buffers"]["buffers"]
+        raise SystemExit(f"{run.path}: no checkpoint")
+    return json.loads((run.checkpoints / str(steps[-1]) / "state" / "metadata").read_text())["buffers"]["buffers"]
 
 
 def _at(buffer: dict, step: int) -> tuple[int, int]:
@@ -31,11 +36,12 @@ def _at(buffer: dict, step: int) -> tuple[int, int]:
     return len(kept), len({r["snippet"] for r in kept})
 
 
-def summarise(run: Path) -> None:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+def summarise(path: Path) -> None:
+    run = RunFolder(path)
+    rows = [json.loads(line) for line in run.metrics_file.read_text().splitlines()]
     buffers = _buffers(run)
-    print(f"== {run}")
-    seeding = run / "seeds" / "seeding.json"
+    print(f"== {run.path}")
+    seeding = run.seeds / STATE_FILE
     if seeding.is_file():
         record = json.loads(seeding.read_text())
         for phase in ("io", "induction"):
@@ -43,18 +49,17 @@ def summarise(run: Path) -> None:
             proposals, valid = sum(h["proposals"] for h in rounds), sum(h["valid"] for h in rounds)
             print(f"seeding {phase}: {len(rounds)} rounds, {valid}/{proposals} proposals valid, "
                   f"{record[phase]} seeds (the zero/identity record included)")
-    keys = {"abduction": "input", "deduction": "output", "induction": "problem"}
     print("step  valid proposals (abd ded ind)   buffer entries / distinct programs (abd ded ind)")
     for row in rows:
         step = row["step"]
-        rates = [row.get(f"{t}/propose/valid_rate", float("nan")) for t in TASKS]
-        sizes = [_at(buffers[keys[t]], step) for t in TASKS]
+        rates = [row.get(f"{t.name}/propose/valid_rate", float("nan")) for t in TASKS]
+        sizes = [_at(buffers[t.buffer_key], step) for t in TASKS]
         print(f"{step:4d}  " + " ".join(f"{r:4.2f}" for r in rates) + "                    "
               + "   ".join(f"{n}/{d}" for n, d in sizes))
-    mean = {t: sum(r[f"{t}/propose/valid_rate"] for r in rows) / len(rows) for t in TASKS}
+    mean = {t.name: sum(r[f"{t.name}/propose/valid_rate"] for r in rows) / len(rows) for t in TASKS}
     print("mean valid-proposal rate: " + ", ".join(f"{t} {v:.3f}" for t, v in mean.items())
           + f", all {sum(mean.values()) / len(TASKS):.3f}")
-    solve = {t: sum(r[f"{t}/solve/accuracy"] for r in rows) / len(rows) for t in TASKS}
+    solve = {t.name: sum(r[f"{t.name}/solve/accuracy"] for r in rows) / len(rows) for t in TASKS}
     print("mean solver accuracy:     " + ", ".join(f"{t} {v:.3f}" for t, v in solve.items()))
 
 

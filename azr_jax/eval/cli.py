@@ -7,10 +7,10 @@ id, prompt, responses, parsed answers, per-sample correctness and failure reason
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +21,6 @@ from azr_jax.model.embedded import EMBEDDED_MODELS, EMBEDDED_PREFIX
 from azr_jax.selfplay.prompts import TEMPLATE_KINDS
 
 DEFAULT_OUT_DIR = Path("eval-results")
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    model: Any
-    tokenizer: Any
-    mesh: Any
-    prompt_template: str  # the run's template, else chat when the tokenizer has one
-    step: int | None      # the checkpoint step of a run, None for a Hugging Face folder
 
 
 def _positive_int(text: str) -> int:
@@ -145,11 +136,11 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, tasks) -> dict[str, Any]:
     from azr_jax.eval.runner import evaluate
     from azr_jax.executor import Executor
-    from azr_jax.sampling import Sampler, SamplingParams
+    from azr_jax.sampling import SamplingParams
 
     loaded = load_model(args.model, args.step)
     template = args.prompt_template or loaded.prompt_template
-    sampler = Sampler(loaded.model, loaded.tokenizer, loaded.mesh, max_batch=args.max_batch)
+    sampler = loaded.sampler(max_batch=args.max_batch)
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                             n=args.n_samples, seed=args.seed)
     with Executor(workers=args.workers, timeout_s=args.timeout) as executor:
@@ -167,46 +158,34 @@ def _run(args: argparse.Namespace, tasks) -> dict[str, Any]:
     return summary
 
 
-def load_model(spec: str, step: int | None = None) -> LoadedModel:
-    """A model spec (see --model) as a model sharded over the local devices, with its tokenizer."""
-    from azr_jax.model import MeshConfig, load_hf, load_tokenizer, make_mesh, resolve_model_path
+def load_model(spec: str, step: int | None = None):
+    """A model spec (see --model) as a policy sharded over the local devices (policy.Policy)."""
+    from azr_jax.model import MeshConfig, make_mesh, resolve_model_path
+    from azr_jax.policy import ModelOptions, build_policy
+    from azr_jax.run_folder import RunFolder
 
     path = Path(spec).expanduser()
     if (path / "config.json").is_file() or spec.startswith(EMBEDDED_PREFIX):
         if step is not None:
             raise ConfigError("--step applies to azr-jax run folders only")
-        folder = resolve_model_path(spec)
-        mesh = make_mesh(MeshConfig())
-        tokenizer = load_tokenizer(folder)
-        template = "chat" if getattr(tokenizer, "chat_template", None) else "r1"
-        return LoadedModel(load_hf(folder, mesh=mesh), tokenizer, mesh, template, None)
-    if path.parent.name == "checkpoints" and path.name.isdigit():   # RUN/checkpoints/STEP
-        if step is not None and step != int(path.name):
+        policy = build_policy(ModelOptions(path=str(resolve_model_path(spec))), make_mesh(MeshConfig()))
+        template = "chat" if getattr(policy.tokenizer, "chat_template", None) else "r1"
+        return dataclasses.replace(policy, prompt_template=template)
+    checkpoint = RunFolder.of_checkpoint(path)
+    if checkpoint is not None:
+        run, checkpoint_step = checkpoint
+        if step is not None and step != checkpoint_step:
             raise ConfigError(f"--step {step} contradicts the checkpoint folder {path}")
-        path, step = path.parent.parent, int(path.name)
-    if (path / "config.yaml").is_file():
-        return _load_run(path, step)
+        step = checkpoint_step
+    else:
+        run = RunFolder(path)
+    if run.is_run():
+        steps = run.checkpoint_steps()
+        if not steps:
+            raise CheckpointError(f"{run.path} holds no checkpoints (nothing in {run.checkpoints})")
+        if step is not None and step not in steps:
+            raise CheckpointError(f"{run.path} has no checkpoint for step {step}; it has steps {steps}")
+        return run.restore_policy(step)
     embedded = ", ".join(EMBEDDED_PREFIX + name for name in EMBEDDED_MODELS)
     raise CheckpointError(f"model not found: {spec} (expected a Hugging Face folder with config.json, an azr-jax "
                           f"run folder with config.yaml, a checkpoint folder RUN/checkpoints/STEP, or {embedded})")
-
-
-def _load_run(run_dir: Path, step: int | None) -> LoadedModel:
-    import yaml
-
-    from azr_jax.config import TrainConfig
-    from azr_jax.export import load_checkpoint_model
-    from azr_jax.model import MeshConfig, load_tokenizer, make_mesh
-    from azr_jax.typed_config import build
-
-    checkpoints = run_dir / "checkpoints"
-    steps = sorted(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit()) if checkpoints.is_dir() else []
-    if not steps:
-        raise CheckpointError(f"{run_dir} holds no checkpoints (nothing in {checkpoints})")
-    if step is not None and step not in steps:
-        raise CheckpointError(f"{run_dir} has no checkpoint for step {step}; it has steps {steps}")
-    mesh = make_mesh(MeshConfig())
-    model, step = load_checkpoint_model(run_dir, step, mesh=mesh)
-    cfg = build(TrainConfig, yaml.safe_load((run_dir / "config.yaml").read_text()))
-    return LoadedModel(model, load_tokenizer(run_dir / "base_model"), mesh, cfg.model.prompt_template, step)
-

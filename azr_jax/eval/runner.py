@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from azr_jax.config import EvalOptions
+from azr_jax.eval.options import EvalOptions
 from azr_jax.distributed import host_map
 from azr_jax.eval.benchmarks import Benchmark, make_benchmark
 from azr_jax.eval.passk import mean_pass_at_k, reported_ks

@@ -43,6 +43,9 @@ def masked_sum(x: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.sum(jnp.where(mask, x, 0.0))
 
 
+AGGREGATIONS = ("micro_token_mean", "token_mean")
+
+
 def micro_batch_weights(token_counts: jax.Array, mode: str) -> jax.Array:
     """Weights w_m such that the loss is sum_m w_m * (sum of the term over micro-batch m).
 

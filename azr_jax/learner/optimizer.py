@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import optax
 
-from azr_jax.config import OptimOptions
+from azr_jax.learner.options import OptimOptions
 
 
 def make_optimizer(opts: OptimOptions) -> optax.GradientTransformation:

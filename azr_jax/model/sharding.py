@@ -164,6 +164,15 @@ def state_path(path: tuple) -> str:
     return "/".join(str(p) for p in path)
 
 
+def abstract_sharded(params: nnx.State, mesh: Mesh) -> nnx.State:
+    """Abstract parameters (from `nnx.eval_shape`) carrying their shardings on `mesh`: the
+    target a checkpoint is restored into, each array placed directly where it belongs."""
+    return nnx.from_flat_state([
+        (path, var.replace(jax.ShapeDtypeStruct(var.shape, var.dtype,
+                                                sharding=param_sharding(state_path(path), var.shape, mesh))))
+        for path, var in nnx.to_flat_state(params)])
+
+
 def shard_model(model: nnx.Module, mesh: Mesh) -> nnx.Module:
     """Moves a model's parameters (single process) into their shardings on `mesh`, in place.
 

@@ -28,7 +28,7 @@ def no_model_load(monkeypatch):
     """Loading a model fails the test: every refusal here must come before it."""
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before the refusal")
-    monkeypatch.setattr(azr_jax.trainer, "load_hf", refuse)
+    monkeypatch.setattr(azr_jax.trainer, "build_policy", refuse)
 
 
 @pytest.mark.parametrize("override, message", [

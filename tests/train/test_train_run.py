@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from azr_jax.export import load_checkpoint_model
+from azr_jax.run_folder import RunFolder
 from azr_jax.export import main as export_main
 from azr_jax.model import load_hf
 
@@ -50,9 +50,9 @@ def _samples(run: Path) -> list[dict]:
 
 
 def _params(run: Path, step: int) -> dict:
-    model, restored = load_checkpoint_model(run, step)
-    assert restored == step
-    return {path: np.asarray(v[...]) for path, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+    policy = RunFolder(run).restore_policy(step)
+    assert policy.step == step
+    return {path: np.asarray(v[...]) for path, v in nnx.to_flat_state(nnx.state(policy.model, nnx.Param))}
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,55 @@
+"""The policy: the model a run trains and samples from, its tokenizer, mesh and prompt template.
+
+`ModelOptions` is the `model.*` config section; `build_policy` is the one place a policy is made
+from it (train, eval of a Hugging Face folder, the probe scripts). A run's checkpoints are
+rebuilt into a policy by `RunFolder.restore_policy` (run_folder.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from jax.sharding import Mesh
+
+from azr_jax.model import DTYPES, load_hf, load_tokenizer, resolve_model_path
+from azr_jax.model.embedded import DEFAULT_MODEL
+from azr_jax.selfplay.prompts import TEMPLATE_KINDS
+from azr_jax.typed_config import option
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    path: str = option(DEFAULT_MODEL,
+                       "HF model folder (config.json + safetensors), or the embedded default name")
+    param_dtype: Literal[tuple(DTYPES)] = option("float32", "dtype the parameters (and optimizer state) are stored in")
+    compute_dtype: Literal[tuple(DTYPES)] = option("float32", "dtype of activations and matmuls")
+    prompt_template: Literal[TEMPLATE_KINDS] = option(
+        "r1", "r1: the think/answer text template for base models; chat: the tokenizer's chat "
+        "template (instruct models), the response opened with <think>; chat_noprefill: the chat "
+        "template with the response left to the model")
+    remat: bool = option(True, "recompute each layer's activations in the backward pass (saves memory on "
+                               "long sequences, costs about a third more compute)")
+
+
+@dataclass(frozen=True)
+class Policy:
+    model: Any            # model.Transformer, sharded over `mesh`
+    tokenizer: Any
+    mesh: Mesh
+    prompt_template: str  # one of TEMPLATE_KINDS
+    step: int | None = None  # the checkpoint step it was restored from, None for a Hugging Face folder
+
+    def sampler(self, *, max_batch: int = 256):
+        """A sampler reading this policy's live parameters."""
+        from azr_jax.sampling import Sampler
+        return Sampler(self.model, self.tokenizer, self.mesh, max_batch=max_batch)
+
+
+def build_policy(options: ModelOptions, mesh: Mesh) -> Policy:
+    """The model of `options.path` (a Hugging Face folder or `embedded:NAME`) in its dtypes, sharded
+    over `mesh`, with its tokenizer and `options.prompt_template`."""
+    path: Path = resolve_model_path(options.path)
+    model = load_hf(path, dtype=DTYPES[options.param_dtype], compute_dtype=DTYPES[options.compute_dtype],
+                    mesh=mesh, remat=options.remat)
+    return Policy(model, load_tokenizer(path), mesh, options.prompt_template)
