@@ -46,7 +46,7 @@ class TrainConfig:
             raise ConfigError(f"optim.micro_batch_size ({self.optim.micro_batch_size}) must not exceed "
                               f"azr.batch_size ({self.azr.batch_size})")
         if self.azr.batch_size % self.optim.micro_batch_size:
-            # Micro-batches must not straddle two (task, role) groups (azr-reference §8.2).
+            # Micro-batches must not straddle two (task, role) groups (docs/reference.md §8.2).
             raise ConfigError(f"azr.batch_size ({self.azr.batch_size}) must be a multiple of "
                               f"optim.micro_batch_size ({self.optim.micro_batch_size})")
         if any(b.startswith("cruxeval") for b in self.eval.benchmarks) and self.eval.every_n_steps \

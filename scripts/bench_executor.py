@@ -38,7 +38,7 @@ from azr_jax.executor import Executor  # noqa: E402
 
 TIMEOUT_S = 10
 
-# Program templates of the reference design (described in docs/azr-reference.md, section 6).
+# Program templates of the reference design (described in docs/reference.md §6).
 DETERMINISM_TEMPLATE = """{code}
 returns = f({input})
 if returns != f({input}):

@@ -8,10 +8,10 @@ rewards, and seconds per phase (sampling, executor work, update, whole iteration
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
+from azr_jax.metrics import read_metrics
 from azr_jax.run_folder import RunFolder
 
 TASKS = ("deduction", "abduction", "induction")
@@ -51,7 +51,7 @@ def main() -> None:
     path = RunFolder(args.run_dir).metrics_file
     if not path.is_file():
         parser.error(f"{path} does not exist")
-    print(table([json.loads(line) for line in path.read_text().splitlines() if line.strip()]))
+    print(table(read_metrics(path)))
 
 
 if __name__ == "__main__":

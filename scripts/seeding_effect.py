@@ -15,6 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
+from azr_jax.metrics import read_metrics
 from azr_jax.run_folder import RunFolder
 from azr_jax.selfplay.seeding import STATE_FILE
 from azr_jax.selfplay.task_types import ABDUCTION, DEDUCTION, INDUCTION
@@ -38,7 +39,7 @@ def _at(buffer: dict, step: int) -> tuple[int, int]:
 
 def summarise(path: Path) -> None:
     run = RunFolder(path)
-    rows = [json.loads(line) for line in run.metrics_file.read_text().splitlines()]
+    rows = read_metrics(run.metrics_file)
     buffers = _buffers(run)
     print(f"== {run.path}")
     seeding = run.seeds / STATE_FILE

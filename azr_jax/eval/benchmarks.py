@@ -2,7 +2,7 @@
 answers are checked. Parsing is text work only; every check runs in the sandboxed executor.
 
 CRUXEval uses the self-play solver prompts and parsers, so its scores measure exactly the
-skills self-play trains (as the reference's validation does, azr-reference §13):
+skills self-play trains (as the reference's validation does, docs/reference.md §13):
 - cruxeval-o: the deduction solver prompt (program + input); the answer is the last
   ```output``` block of the `<answer>` (with the solver parser's fallbacks) and passes when its
   value equals the gold output's;

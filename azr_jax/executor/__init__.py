@@ -11,7 +11,7 @@ from azr_jax.executor.checks import DEFAULT_BANNED_IMPORTS
 from azr_jax.executor.results import Check, Failure, FailureKind, Validation
 
 if TYPE_CHECKING:
-    from azr_jax.executor.pool import Executor
+    from azr_jax.executor.executor import Executor
 
 __all__ = ["DEFAULT_BANNED_IMPORTS", "Check", "Executor", "Failure", "FailureKind", "Validation"]
 
@@ -21,6 +21,6 @@ def __getattr__(name: str) -> Any:
     # too, and must not load the caller's side (threading's at-fork handler alone adds ~0.4 ms
     # to every fork it makes).
     if name == "Executor":
-        from azr_jax.executor.pool import Executor
+        from azr_jax.executor.executor import Executor
         return Executor
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

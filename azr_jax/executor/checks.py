@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 
 from azr_jax.executor.results import Failure, FailureKind
 
-# The reference's banned words (azr-reference section 5.2) in order, without its duplicate
+# The reference's banned words (docs/reference.md §5.2) in order, without its duplicate
 # "datetime". Dotted entries really fire here (project decision 5).
 DEFAULT_BANNED_IMPORTS: tuple[str, ...] = (
     "logging", "random", "multiprocessing", "pebble", "subprocess", "threading", "datetime",

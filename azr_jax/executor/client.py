@@ -77,7 +77,7 @@ class TemplateProcess:
         if "LD_LIBRARY_PATH" in os.environ:   # some Python builds need it to find libpython
             env["LD_LIBRARY_PATH"] = os.environ["LD_LIBRARY_PATH"]
         # The package is found through argv, not PYTHONPATH (which would sit in the environment).
-        bootstrap = "import sys; sys.path.insert(0, sys.argv.pop(1)); from azr_jax.executor.zygote import main; main()"
+        bootstrap = "import sys; sys.path.insert(0, sys.argv.pop(1)); from azr_jax.executor.template import main; main()"
         argv = [*prefix, sys.executable, "-s", "-c", bootstrap, package_root, json.dumps(config)]
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()

@@ -1,6 +1,6 @@
 """The layers that confine a sandboxed run.
 
-Around the template (zygote) process, where the OS permits it (client.py starts it through
+Around the template process, where the OS permits it (client.py starts it through
 util-linux `unshare`): its own PID, mount and network namespaces. The template is then PID 1,
 so every process below it dies with it and orphans are re-parented to it; a child cannot see
 or signal any process outside; no network exists (only a loopback that is down); and the file
@@ -23,7 +23,7 @@ than MAX_CREATED files (with RLIMIT_FSIZE, a bound on what one run can fill).
 
 The audit hook is defence in depth inside one disposable process, not a boundary on its own:
 the namespaces, limits and the fresh process per run protect the host, and the executor never
-lets a child hold the value its result is compared against (see pool.py).
+lets a child hold the value its result is compared against (see executor.py).
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Each micro-batch returns a (sum, count) pair per term, so that gradient accumulation over
 micro-batches and sharding of a micro-batch over devices both reproduce the single-device,
-single-batch number exactly (azr-reference §8.2-8.3).
+single-batch number exactly (docs/reference.md §8.2-8.3).
 """
 from __future__ import annotations
 

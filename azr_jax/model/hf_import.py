@@ -37,7 +37,7 @@ def load_hf(path: str | Path, *, dtype: jnp.dtype = jnp.float32, compute_dtype: 
       path: folder with config.json and model.safetensors or model.safetensors.index.json.
       dtype: parameter storage dtype.
       compute_dtype: activation dtype (default: `dtype`).
-      mesh: place every parameter in its `sharding.PARAM_AXES` sharding on this mesh
+      mesh: place every parameter in its `hf_names.PARAMETERS` sharding on this mesh
         (required for multi-process runs); default: the first local device.
       remat: see `Transformer`.
 

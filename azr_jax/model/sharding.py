@@ -16,8 +16,9 @@ import numpy as np
 from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from azr_jax.typed_config import option
 from azr_jax.errors import ConfigError
+from azr_jax.model.hf_names import PARAMETER_AXES
+from azr_jax.typed_config import option
 
 log = logging.getLogger(__name__)
 
@@ -35,28 +36,6 @@ LOGICAL_RULES: dict[str, str | tuple[str, ...] | None] = {
     "length": None,
     "vector": None,  # 1-D parameters (norm scales, output bias): small, replicated
     "activation_embed": None,
-}
-
-# Logical axes of every parameter, keyed by its path in the model state.
-PARAM_AXES: dict[str, tuple[str, ...]] = {
-    "embed/embedding": ("vocab", "embed"),
-    "lm_head/embedding": ("vocab", "embed"),
-    "final_norm/scale": ("vector",),
-    "layers/attn_norm/scale": ("layers", "vector"),
-    "layers/mlp_norm/scale": ("layers", "vector"),
-    "layers/attn/q_proj/kernel": ("layers", "embed", "heads", "head_dim"),
-    "layers/attn/k_proj/kernel": ("layers", "embed", "kv_heads", "head_dim"),
-    "layers/attn/v_proj/kernel": ("layers", "embed", "kv_heads", "head_dim"),
-    "layers/attn/o_proj/kernel": ("layers", "heads", "head_dim", "embed"),
-    "layers/attn/q_proj/bias": ("layers", "heads", "head_dim"),
-    "layers/attn/k_proj/bias": ("layers", "kv_heads", "head_dim"),
-    "layers/attn/v_proj/bias": ("layers", "kv_heads", "head_dim"),
-    "layers/attn/o_proj/bias": ("layers", "vector"),
-    "layers/attn/q_norm/scale": ("layers", "head_dim"),
-    "layers/attn/k_norm/scale": ("layers", "head_dim"),
-    "layers/mlp/gate_proj/kernel": ("layers", "embed", "mlp"),
-    "layers/mlp/up_proj/kernel": ("layers", "embed", "mlp"),
-    "layers/mlp/down_proj/kernel": ("layers", "mlp", "embed"),
 }
 
 # Logical axes of the activations other modules place or constrain.
@@ -139,9 +118,9 @@ def partition_spec(name: str, logical_axes: Sequence[str], shape: Sequence[int],
 
 def param_sharding(path: str, shape: Sequence[int], mesh: Mesh) -> NamedSharding:
     """The NamedSharding of the parameter at `path` (e.g. 'layers/attn/q_proj/kernel')."""
-    if path not in PARAM_AXES:
-        raise KeyError(f"no partition rule for parameter '{path}'")
-    return NamedSharding(mesh, partition_spec(path, PARAM_AXES[path], shape, dict(mesh.shape)))
+    if path not in PARAMETER_AXES:
+        raise KeyError(f"no row for parameter '{path}' in the parameter table (model/hf_names.py)")
+    return NamedSharding(mesh, partition_spec(path, PARAMETER_AXES[path], shape, dict(mesh.shape)))
 
 
 def activation_sharding(mesh: Mesh, kind: str, shape: Sequence[int]) -> NamedSharding:

@@ -1,7 +1,7 @@
 """TRR++: REINFORCE++ reward whitening done separately in each (task type x role) group.
 
 With one terminal reward per sequence, every response token of sequence i has return r_i,
-so whitening the token returns of a group gives one advantage per sequence (azr-reference
+so whitening the token returns of a group gives one advantage per sequence (docs/reference.md
 §8.1). With weights w_i (response length L_i incl. EOS for ``token`` weighting, 1 for
 ``sequence`` weighting) and N = Σ w_i over the group:
 

@@ -1,6 +1,6 @@
 """One buffer per trained task type: seeding, solver-task sampling, cap, persistence.
 
-Each type names its buffer's key in the saved state (the reference's names, azr-reference §9:
+Each type names its buffer's key in the saved state (the reference's names, docs/reference.md §9:
 abduction ``input``, deduction ``output``, induction ``problem``) and what records it holds.
 Every entry remembers the step it was inserted at; step 0 is the seed step.
 
@@ -111,14 +111,6 @@ class SelfPlayBuffers:
         self.buffers: dict[TaskType, TaskBuffer] = {task: TaskBuffer() for task in self.task_types}
 
     # -- initialisation ---------------------------------------------------------------------
-
-    @classmethod
-    def from_seeds(cls, seeds: Mapping[str, Sequence[Any]], task_types: Sequence[TaskType] | None = None, *,
-                   max_programs: int | None = 16384) -> SelfPlayBuffers:
-        """Buffers holding the seeds at step 0 (see `reset`)."""
-        buffers = cls(task_types, max_programs=max_programs)
-        buffers.reset(seeds)
-        return buffers
 
     def reset(self, seeds: Mapping[str, Sequence[Any]]) -> None:
         """Empty every buffer, then put at step 0 each type's seeds: those of its seed set

@@ -1,6 +1,6 @@
 """One AZR self-play iteration: propose, validate, estimate learnability, solve, score, TRR++.
 
-Order (azr-reference §11, with the project decisions):
+Order (docs/reference.md §11, with the project decisions):
   1. build the proposer and solver prompts of every task type from the buffers as they are at
      the start of the step;
   2. sample every proposal in one sampler call;

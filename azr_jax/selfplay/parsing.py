@@ -2,7 +2,7 @@
 
 Everything here is static text processing: model output is hostile input and is never
 executed or ``eval``'d (``ast.parse`` is the only Python-level analysis). Semantics follow
-azr-reference §3.3-3.5, §5.1, §5.5 and §7.1; deliberate differences are marked "Differs".
+docs/reference.md §3.3-3.5, §5.1, §5.5 and §7.1; deliberate differences are marked "Differs".
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The six task prompts, the two prompt templates, and the token budget.
 
-Task texts follow the reference's structure, sections and tags (azr-reference §4) in our own
+Task texts follow the reference's structure, sections and tags (docs/reference.md §4) in our own
 words. A template turns a task text into the model input and records what the prompt
 "opens" for the model (``<think>`` for the R1 template), which the parser prepends to the
 response to rebuild the generation string.

@@ -2,7 +2,7 @@
 
 A *triplet* (program, input, output) is both a deduction/abduction buffer entry and the
 program an induction proposal is built on; an *induction task* is a program with several
-input/output pairs and a message (azr-reference §2).
+input/output pairs and a message (docs/reference.md §2).
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from azr_jax.errors import SeedDataError
+from azr_jax.model.atomic_dir import write_atomic
 from azr_jax.resources import data_path
 
 
@@ -63,7 +64,7 @@ class InductionTask:
     """A program, its input/output pairs and the proposer's message.
 
     The solver sees the first ``len(inputs) // 2`` pairs and the message; the remaining pairs
-    are hidden and decide its reward (azr-reference §4.4).
+    are hidden and decide its reward (docs/reference.md §4.4).
     """
 
     snippet: str
@@ -138,10 +139,9 @@ def read_induction_tasks(path: str | Path, *, limit: int | None = None,
 
 
 def write_jsonl(path: str | Path, records: Sequence[Triplet | InductionTask]) -> None:
-    """Write records in the reference jsonl format, one per line."""
-    with open(path, "w", encoding="utf-8") as fh:
-        for record in records:
-            fh.write(json.dumps(record.to_json_dict(), ensure_ascii=False) + "\n")
+    """Write records in the reference jsonl format, one per line; all or nothing (a crash
+    leaves the previous file)."""
+    write_atomic(Path(path), [json.dumps(record.to_json_dict(), ensure_ascii=False) + "\n" for record in records])
 
 
 def _read_jsonl(path, parse, *, limit, min_count):

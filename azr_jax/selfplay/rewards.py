@@ -1,4 +1,4 @@
-"""Reward formulas for both roles (azr-reference §7), given execution results as numbers.
+"""Reward formulas for both roles (docs/reference.md §7), given execution results as numbers.
 
 Nothing here runs code: the caller scores answers in the sandboxed executor and passes the
 accuracies in. ``None`` stands for "the check could not be evaluated"; such results are

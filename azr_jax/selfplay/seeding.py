@@ -1,6 +1,6 @@
 """The seeding phase: a run without seed files first fills its buffers with its own programs.
 
-As the reference's seeding runs do (azr-reference §10): starting from the zero triplet, rounds of
+As the reference's seeding runs do (docs/reference.md §10): starting from the zero triplet, rounds of
 `azr.seeding.batch_size` abduction then deduction proposer prompts, references drawn from the
 seeds so far; the WHOLE generation is parsed (thinking included), the program cleaned up
 (`parsing.clean_seed_program`) and validated in the sandbox; valid, new (program, input) pairs
@@ -32,7 +32,7 @@ from azr_jax.errors import CheckpointError
 from azr_jax.model.atomic_dir import write_atomic
 from azr_jax.selfplay.prompts import resample_within_budget
 from azr_jax.selfplay.records import (IDENTITY_INDUCTION_TASK, ZERO_TRIPLET, InductionTask, Triplet,
-                                      read_induction_tasks, read_triplets)
+                                      read_induction_tasks, read_triplets, write_jsonl)
 from azr_jax.selfplay.task_types import ABDUCTION, DEDUCTION, INDUCTION
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,8 @@ class SeedingState:
     def save(self, folder: Path) -> None:
         """Seeds first, then the record that counts them: a crash between leaves the old record,
         whose round is then simply run again."""
-        write_atomic(folder / IO_FILE, _jsonl(self.io))
-        write_atomic(folder / INDUCTION_FILE, _jsonl(self.induction))
+        write_jsonl(folder / IO_FILE, self.io)
+        write_jsonl(folder / INDUCTION_FILE, self.induction)
         write_atomic(folder / STATE_FILE, [json.dumps({"rounds": self.rounds, "io": len(self.io),
                                                        "induction": len(self.induction),
                                                        "history": self.history}, indent=1)])
@@ -76,10 +76,6 @@ class SeedingState:
         if len(io) != record["io"] or len(induction) != record["induction"]:
             raise CheckpointError(f"{folder}: {STATE_FILE} counts more seeds than the seed files hold")
         return cls(io=io, induction=induction, rounds=rounds, history=list(record.get("history", [])))
-
-
-def _jsonl(records) -> list[str]:
-    return [json.dumps(r.to_json_dict(), ensure_ascii=False) + "\n" for r in records]
 
 
 def needs_seeding(azr) -> bool:

@@ -108,9 +108,9 @@ def test_without_namespaces_the_in_process_layers_still_hold(tmp_path):
 def test_namespaces_when_the_os_permits(executor):
     if not executor.namespaces:
         pytest.skip("this machine permits no namespaces (the layers above are tested without them)")
-    zygote = template_interpreter(executor.template_pid)
-    assert os.readlink(f"/proc/{zygote}/ns/net") != os.readlink("/proc/self/ns/net")
-    assert os.readlink(f"/proc/{zygote}/ns/pid_for_children") != os.readlink("/proc/self/ns/pid")
+    template = template_interpreter(executor.template_pid)
+    assert os.readlink(f"/proc/{template}/ns/net") != os.readlink("/proc/self/ns/net")
+    assert os.readlink(f"/proc/{template}/ns/pid_for_children") != os.readlink("/proc/self/ns/pid")
 
 
 def test_concurrent_calls_from_threads(executor):
@@ -151,8 +151,8 @@ def test_the_workspace_is_a_bounded_tmpfs_in_the_namespace():
     with Executor(workers=1, timeout_s=5, max_file_mb=1) as executor:
         if not executor.namespaces:
             pytest.skip("this machine permits no namespaces")
-        zygote = template_interpreter(executor.template_pid)
-        with open(f"/proc/{zygote}/mounts") as mounts:
+        template = template_interpreter(executor.template_pid)
+        with open(f"/proc/{template}/mounts") as mounts:
             assert any(line.split()[1] == WORKSPACE and line.startswith("tmpfs ") for line in mounts)
         # 16 files' worth per worker: 40 files of 1 MB cannot all fit (and stay under the quota)
         [result] = executor.validate(["def f(x):\n    for n in range(40):\n        open(str(n), 'w').write('x' * 10**6)"],

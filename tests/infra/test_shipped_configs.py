@@ -39,3 +39,20 @@ def test_model_configs_use_their_own_models_seeds(name):
     assert cfg.azr.induction_seed_file == f"data/azr-seeds/{prefix}_code_f_seed_io.jsonl"
     assert len(read_triplets(cfg.azr.seed_file, limit=cfg.azr.seed_size)) == cfg.azr.seed_size
     assert len(read_induction_tasks(cfg.azr.induction_seed_file, limit=cfg.azr.seed_size)) == cfg.azr.seed_size
+
+
+@pytest.mark.parametrize("name", sorted(OWN_SEEDS))
+def test_model_configs_are_short_overlays_of_the_defaults(name):
+    """A model config sets only what differs from the defaults (the reference's values), so a
+    changed default reaches every model and each file says what is special about its model."""
+    import yaml
+
+    from azr_jax.config import TrainConfig
+    from azr_jax.trainer import _flatten
+    from azr_jax.typed_config import to_dict
+
+    written = _flatten(yaml.safe_load((CONFIG_DIR / name).read_text()))
+    defaults = _flatten(to_dict(TrainConfig()))
+    repeated = {k: v for k, v in written.items() if defaults[k] == (list(v) if isinstance(v, tuple) else v)}
+    assert repeated == {}
+    assert len(written) <= 16

@@ -33,7 +33,7 @@ def test_chunked_logprobs_match_full_logits(chunk, temperature):
 
 
 def _np_ppo(logp, old, adv, low, high, dual):
-    """azr-reference §8.3 written out in NumPy."""
+    """docs/reference.md §8.3 written out in NumPy."""
     ratio = np.exp(np.clip(logp - old, -20, 20))
     loss = np.maximum(-adv * ratio, -adv * np.clip(ratio, 1 - low, 1 + high))
     if dual is not None:

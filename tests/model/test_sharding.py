@@ -160,3 +160,24 @@ def test_two_processes_form_one_mesh(reference, tmp_path, spawn_processes):
     exported = load_hf(tmp_path / "export")
     for (p, a), (_, b) in zip(nnx.to_flat_state(nnx.state(exported)), nnx.to_flat_state(nnx.state(model))):
         np.testing.assert_array_equal(np.asarray(a[...]), np.asarray(b[...]), err_msg=state_path(p))
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3"])
+def test_one_parameter_table_names_shards_and_converts_every_parameter(tiny_models, family):
+    """Import, export and sharding read the same rows: each parameter of the model has exactly
+    one, with as many logical axes as the array has dimensions."""
+    from azr_jax.model import ModelConfig, Transformer
+    from azr_jax.model.hf_names import tensor_names
+
+    config = ModelConfig.from_pretrained(tiny_models[family].path)
+    abstract = nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0)))
+    shapes = {state_path(p): v.shape for p, v in nnx.to_flat_state(nnx.state(abstract, nnx.Param))}
+    rows = {n.path: n for n in tensor_names(config)}
+    assert set(rows) == set(shapes)
+    assert all(len(rows[p].axes) == len(shape) for p, shape in shapes.items())
+
+
+def test_a_parameter_without_a_row_is_refused():
+    mesh = make_mesh(MeshConfig())
+    with pytest.raises(KeyError, match="no row for parameter 'layers/attn/extra/kernel' in the parameter table"):
+        sharding.param_sharding("layers/attn/extra/kernel", (2, 4), mesh)

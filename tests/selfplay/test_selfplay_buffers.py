@@ -95,7 +95,8 @@ def test_reference_sampling_errors():
 
 
 def test_induction_program_comes_from_the_union_with_duplicates():
-    buffers = SelfPlayBuffers.from_seeds({"io": [triplet(0)]})
+    buffers = SelfPlayBuffers()
+    buffers.reset({"io": [triplet(0)]})
     buffers.add(DED, [triplet(1)], step=1)
     assert ids(buffers.programs()) == [0, 0, 1]
     rng = np.random.default_rng(0)
@@ -154,7 +155,8 @@ def test_solver_sampling_errors():
 # --- growth and cap -----------------------------------------------------------------------------
 
 def test_growth_and_cap_keep_oldest_with_real_steps():
-    buffers = SelfPlayBuffers.from_seeds({"io": [triplet(j) for j in range(3)]}, max_programs=5)
+    buffers = SelfPlayBuffers(max_programs=5)
+    buffers.reset({"io": [triplet(j) for j in range(3)]})
     assert buffers.add(ABD, [triplet(10 + j) for j in range(4)], step=1) == 2
     assert ids(buffers[ABD].records) == [0, 1, 2, 10, 11] and buffers[ABD].steps == [0, 0, 0, 1, 1]
     assert buffers.add(ABD, [triplet(20)], step=2) == 0

@@ -110,7 +110,7 @@ def _config(**overrides):
 
 
 def _np_trr(rewards, lengths):
-    """Token-weighted whitening of one group (azr-reference §8.1), written out plainly."""
+    """Token-weighted whitening of one group (docs/reference.md §8.1), written out plainly."""
     r, w = np.asarray(rewards, float), np.asarray(lengths, float)
     n = w.sum()
     mu = (w * r).sum() / (n + 1e-8)

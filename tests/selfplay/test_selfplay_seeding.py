@@ -1,4 +1,4 @@
-"""The seeding phase (azr-reference §10) driven by a scripted proposer through the real executor."""
+"""The seeding phase (docs/reference.md §10) driven by a scripted proposer through the real executor."""
 from __future__ import annotations
 
 import hashlib

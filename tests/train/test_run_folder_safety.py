@@ -127,7 +127,7 @@ def test_an_executor_that_cannot_hide_host_files_is_refused_unless_opted_out(mon
 
     def without_namespaces(**kwargs):
         return real(namespaces=False, **kwargs)
-    monkeypatch.setattr("azr_jax.executor.pool.Executor", without_namespaces)
+    monkeypatch.setattr("azr_jax.executor.executor.Executor", without_namespaces)
     with pytest.raises(ExecutorError, match="require_private_root=false"):
         azr_jax.trainer.make_executor(load_train_config(overrides=["executor.workers=1"]))
     with azr_jax.trainer.make_executor(load_train_config(overrides=["executor.workers=1",

@@ -66,6 +66,6 @@ def group_name(task: TaskType, role: Role) -> str:
 
 def groups(task_types: Iterable[TaskType]) -> list[tuple[TaskType, Role]]:
     """The (task type x role) groups of these types in update order: table order, propose first
-    (the reference concatenates abduction, deduction, induction; azr-reference §8.2)."""
+    (the reference concatenates abduction, deduction, induction; docs/reference.md §8.2)."""
     chosen = set(task_types)
     return [(t, role) for t in TASK_TYPES.values() if t in chosen for role in (Role.PROPOSE, Role.SOLVE)]

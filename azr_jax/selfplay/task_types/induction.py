@@ -1,7 +1,7 @@
 """Induction: write the program from some of its input/output pairs and a message.
 
 The proposer gets one program from the deduction/abduction buffers and writes inputs and a
-message for it (azr-reference §4.2); the inputs are run on the program in the sandbox. The solver
+message for it (docs/reference.md §4.2); the inputs are run on the program in the sandbox. The solver
 sees half the pairs and the message and answers with a program, checked on the hidden pairs
 (§4.4, §6.3).
 """

@@ -1,6 +1,6 @@
 """Deduction and abduction: the two task types built on one (program, input, output) triplet.
 
-Both propose a program and an input from K reference triplets (azr-reference §4.1), validated by
+Both propose a program and an input from K reference triplets (docs/reference.md §4.1), validated by
 running the program (§5); they differ in what the solver is shown and asked for (§4.3, §6).
 Their records are programs induction builds on, and they share the seed file's triplets.
 """

@@ -1,4 +1,4 @@
-"""The template ("zygote") process: a fresh interpreter, spawned by the executor (never a
+"""The template process: a fresh interpreter, spawned by the executor (never a
 fork of the caller, which may run JAX threads), that imports the modules programs commonly
 use once, then forks one confined child per job.
 
