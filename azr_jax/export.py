@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from azr_jax.errors import AzrError
+from azr_jax.cli import run_command
 from azr_jax.model import DTYPES, save_hf
 from azr_jax.run_folder import RunFolder
 
@@ -23,17 +23,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="dtype of the written tensors (default: the run's parameter dtype)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty out_dir")
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> None:
         run = RunFolder(args.run_dir)
         policy = run.restore_policy(args.step)
         dtype = None if args.dtype is None else DTYPES[args.dtype]
         out = save_hf(policy.model, args.out_dir, tokenizer_from=run.base_model, dtype=dtype,
                       overwrite=args.overwrite)
-    except AzrError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"exported step {policy.step} to {out}")
-    return 0
+        print(f"exported step {policy.step} to {out}")
+
+    return run_command(body)
 
 
 if __name__ == "__main__":

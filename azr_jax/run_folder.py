@@ -7,9 +7,10 @@
                        (checkpoint.py); damaged ones are moved to checkpoints.damaged/
     seeds/             what the seeding phase found (selfplay/seeding.py), when the run has one
     metrics.jsonl, samples.jsonl, tb/, wandb_run_id   the metrics (metrics.py)
+    curves.png         the learning curves, when drawn (`python -m azr_jax.plot`)
     run.lock           the single writer's lock (run_lock.py)
 
-Train writes it, export and eval read it; no other module spells these names.
+Train writes it, export, eval and plot read it; no other module spells these names.
 """
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ class RunFolder:
     metrics_file = property(lambda self: self.path / "metrics.jsonl")
     samples_file = property(lambda self: self.path / "samples.jsonl")
     tensorboard = property(lambda self: self.path / "tb")
+    curves_file = property(lambda self: self.path / "curves.png")
     wandb_id_file = property(lambda self: self.path / "wandb_run_id")
     lock_file = property(lambda self: self.path / LOCK_FILE)
 

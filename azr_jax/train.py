@@ -7,11 +7,10 @@ With no arguments: AZR self-play on the embedded SmolLM2-135M-Instruct with the 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from azr_jax.config import TrainConfig, load_train_config
-from azr_jax.errors import AzrError
+from azr_jax.cli import run_command
 from azr_jax.resources import DEFAULT_CONFIG, shipped_configs
 from azr_jax.typed_config import describe, to_dict
 
@@ -44,10 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for chatty in ("absl", "jax._src.xla_bridge"):  # orbax's per-save chatter, the TPU probe on CPU hosts
-        logging.getLogger(chatty).setLevel(logging.WARNING)
-    try:
+
+    def body() -> None:
         if args.multihost:
             import jax
             jax.distributed.initialize()
@@ -56,15 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.print_config:
             import yaml
             print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
-            return 0
+            return
         from azr_jax.trainer import Trainer  # heavy imports after the config is known to be valid
         with Trainer(cfg, resume=args.resume) as trainer:
             trainer.run()
-    except AzrError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
 
+    return run_command(body)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,9 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 import jax

@@ -10,11 +10,11 @@ import argparse
 import dataclasses
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
-from azr_jax.errors import AzrError, CheckpointError, ConfigError
+from azr_jax.cli import run_command
+from azr_jax.errors import CheckpointError, ConfigError
 from azr_jax.eval.tasks import BENCHMARKS, HUMANEVAL, load_tasks
 from azr_jax.model.atomic_dir import write_atomic
 from azr_jax.model.embedded import EMBEDDED_MODELS, EMBEDDED_PREFIX
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "else chat if the tokenizer has a chat template")
     parser.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1,
                         help="sandbox processes checking answers (default: one per CPU core)")
-    parser.add_argument("--timeout", type=_number(0.0, float("inf"), True, "a number of seconds > 0"),
+    parser.add_argument("--timeout-s", type=_number(0.0, float("inf"), True, "a number of seconds > 0"),
                         default=10.0, help="time limit of each sandboxed check, in seconds (default 10)")
     parser.add_argument("--no-answer-tag", action="store_true",
                         help="CRUXEval: also read answers written without <answer> tags (from the text after "
@@ -119,18 +119,16 @@ def summary_path(out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+
+    def body() -> None:
         tasks = load_tasks(args.benchmark, args.data, args.limit)   # bad data fails before the model loads
-        summary = _run(args, tasks)
-    except AzrError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    metrics = summary["metrics"]
-    scores = ", ".join(f"{k} = {v:.4f}" for k, v in metrics.items() if k.startswith("pass@"))
-    print(f"{args.benchmark}: {scores} ({len(tasks)} tasks, {args.n_samples} sample(s) each, "
-          f"{metrics['time_s']:.1f} s)")
-    print(f"records: {args.out}\nsummary: {summary_path(args.out)}")
-    return 0
+        metrics = _run(args, tasks)["metrics"]
+        scores = ", ".join(f"{k} = {v:.4f}" for k, v in metrics.items() if k.startswith("pass@"))
+        print(f"{args.benchmark}: {scores} ({len(tasks)} tasks, {args.n_samples} sample(s) each, "
+              f"{metrics['time_s']:.1f} s)")
+        print(f"records: {args.out}\nsummary: {summary_path(args.out)}")
+
+    return run_command(body)
 
 
 def _run(args: argparse.Namespace, tasks) -> dict[str, Any]:
@@ -143,7 +141,7 @@ def _run(args: argparse.Namespace, tasks) -> dict[str, Any]:
     sampler = loaded.sampler(max_batch=args.max_batch)
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                             n=args.n_samples, seed=args.seed)
-    with Executor(workers=args.workers, timeout_s=args.timeout) as executor:
+    with Executor(workers=args.workers, timeout_s=args.timeout_s) as executor:
         result = evaluate(args.benchmark, tasks, sampler, loaded.tokenizer, prompt_template=template,
                           executor=executor, params=params, progress=not args.no_progress,
                           require_answer_tag=not args.no_answer_tag)

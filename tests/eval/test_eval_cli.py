@@ -72,7 +72,7 @@ def tiny_folder(tmp_path_factory):
 
 def _run(folder_or_run, out, *extra) -> tuple[dict, list[dict]]:
     argv = ["--model", str(folder_or_run), "--limit", "3", "--max-new-tokens", "6", "--max-batch", "8",
-            "--workers", "2", "--timeout", "2", "--no-progress", "--out", str(out), *extra]
+            "--workers", "2", "--timeout-s", "2", "--no-progress", "--out", str(out), *extra]
     assert main(argv) == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]
     return json.loads(out.with_suffix(".summary.json").read_text()), records
