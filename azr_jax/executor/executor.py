@@ -7,7 +7,9 @@ compared against**, and every comparison happens here, on decoded plain data, wi
 it cannot learn or copy the gold value:
 
 - deduction (`check_output`): the answer is evaluated in a child of its own, with the
-  program's imports and nothing of the program; the gold output in another child;
+  program's imports and nothing of the program; the gold output in another child. When both
+  texts are plain-data literals, no child is needed: their values are built here from the
+  syntax tree, never evaluated (literals.py);
 - abduction (`check_input`): the answer's arguments are evaluated in one child, and the
   program is called on those arguments (passed as data) in another, so the answer's code
   never runs next to `f` and cannot patch what `f` uses;
@@ -39,6 +41,7 @@ from azr_jax.executor import checks, values
 from azr_jax.executor.checks import DEFAULT_BANNED_IMPORTS
 from azr_jax.executor.client import TemplateProcess
 from azr_jax.executor.protocol import RESULT_MAX_BYTES, ProtocolError
+from azr_jax.executor.literals import NOT_A_LITERAL, read_literal
 from azr_jax.executor.results import Check, Failure, FailureKind, Validation
 
 
@@ -174,7 +177,8 @@ class Executor:
     def check_output(self, codes: Sequence[str], inputs: Sequence[str], gold_outputs: Sequence[str],
                      answers: Sequence[str], imports: Sequence[Sequence[str]] | None = None) -> list[Check]:
         """Deduction: does the value of `answer` equal the value of `gold_output`? Both are
-        evaluated with the program's imports only, each in a child of its own."""
+        evaluated with the program's imports only, each in a child of its own; when both are
+        plain-data literals, their values are read here without running anything (literals.py)."""
         _same_length(codes=codes, inputs=inputs, gold_outputs=gold_outputs, answers=answers, imports=imports)
         results: list[Check | None] = [None] * len(codes)
         pending = []
@@ -184,6 +188,11 @@ class Executor:
                 results[i] = Check(False, failure)
                 continue
             namespace = _parse(code, imports, i)[2]
+            # A literal's value depends on neither the program nor its imports.
+            gold_value, answer_value = read_literal(gold), read_literal(answer)
+            if gold_value is not NOT_A_LITERAL and answer_value is not NOT_A_LITERAL:
+                results[i] = Check(bool(answer_value == gold_value))
+                continue
             pending.append((i, _evaluate_job(gold, namespace), _evaluate_job(answer, namespace)))
         outcomes = self._run_jobs([job for _, gold_job, answer_job in pending for job in (gold_job, answer_job)])
         for n, (i, _, _) in enumerate(pending):
