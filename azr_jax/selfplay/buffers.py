@@ -198,7 +198,8 @@ class SelfPlayBuffers:
             if saved is None:
                 log.warning("the saved buffers have no %r buffer (saved before task type %r existed); it starts "
                             "from its initial records", task.buffer_key, task.name)
-                loaded[task] = TaskBuffer(records=task.initial_records(), steps=[0] * len(task.initial_records()))
+                records = task.initial_records()
+                loaded[task] = TaskBuffer(records=records, steps=[0] * len(records))
                 continue
             if len(saved.get("records", ())) != len(saved.get("steps", ())):
                 raise CheckpointError(f"buffer state: {task.buffer_key!r} records and steps differ in length")

@@ -33,6 +33,12 @@ class Sample:
     prompt_index: int
 
 
+def sample(response: str, prompt_index: int) -> Sample:
+    """A sampled response as the sampler returns it: byte tokens, EOS, a constant logprob."""
+    tokens = list(response.encode()) + [EOS]
+    return Sample(tokens, response, [-0.5] * len(tokens), prompt_index)
+
+
 def _answer(body: str) -> str:
     return f"I reasoned.</think>\n<answer>{body}</answer>"
 
@@ -90,9 +96,7 @@ class ScriptedPolicy:
             nth = seen.get(kind, 0)
             seen[kind] = nth + 1
             for k in range(params.n):
-                response = script(text, nth, k)
-                tokens = list(response.encode()) + [EOS]
-                out.append(Sample(tokens, response, [-0.5] * len(tokens), i))
+                out.append(sample(script(text, nth, k), i))
         return out
 
 
@@ -219,12 +223,9 @@ class NoCodeInductionSolver(ScriptedPolicy):
 
     def generate(self, prompts, params):
         out = super().generate(prompts, params)
-        for s in out:
-            if "Work Out the Function" in bytes(prompts[s.prompt_index]).decode() and params.n == 1:
-                s.text = _answer("the function returns its argument")
-                s.tokens = list(s.text.encode()) + [EOS]
-                s.logprobs = [-0.5] * len(s.tokens)
-        return out
+        return [sample(_answer("the function returns its argument"), s.prompt_index)
+                if "Work Out the Function" in bytes(prompts[s.prompt_index]).decode() and params.n == 1 else s
+                for s in out]
 
 
 def test_an_induction_answer_without_code_is_a_format_failure(executor):

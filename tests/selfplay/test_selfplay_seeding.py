@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from azr_jax.errors import CheckpointError
-from azr_jax.executor import Executor
 from azr_jax.selfplay.buffers import SelfPlayBuffers
 from azr_jax.selfplay.parsing import clean_seed_program
 from azr_jax.selfplay.seeding import IO_FILE, STATE_FILE, Seeder, SeedingState, needs_seeding
@@ -16,7 +15,7 @@ from azr_jax.selfplay.records import IDENTITY_INDUCTION_TASK, ZERO_TRIPLET, read
 from azr_jax.selfplay.task_types import ABDUCTION, DEDUCTION
 from azr_jax.trainer import make_selfplay
 
-from test_selfplay_iteration import EOS, ByteTokenizer, Sample, _config
+from test_selfplay_iteration import ByteTokenizer, _config, executor, sample  # noqa: F401  (the fixture)
 
 
 class SeedingPolicy:
@@ -42,15 +41,8 @@ class SeedingPolicy:
             else:
                 response = (f"Plan.\n```python\n# adds\nLIMIT = 3\ndef f(x):\n    '''Adds.'''\n    return x + {c}\n"
                             f"print(f(1))\n```\n```input\n{c}\n```")
-            tokens = list(response.encode()) + [EOS]
-            out.append(Sample(tokens, response, [-0.5] * len(tokens), i))
+            out.append(sample(response, i))
         return out
-
-
-@pytest.fixture(scope="module")
-def executor():
-    with Executor(workers=2, timeout_s=5) as ex:
-        yield ex
 
 
 def _selfplay(executor, policy, **overrides):

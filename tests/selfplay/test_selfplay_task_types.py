@@ -12,7 +12,7 @@ from azr_jax.selfplay.task_types import (ABDUCTION, DEDUCTION, INDUCTION, TASK_T
 from azr_jax.trainer import make_selfplay
 
 from exception_task import EXCEPTION
-from test_selfplay_iteration import EOS, ByteTokenizer, Sample, executor  # noqa: F401  (the fixture)
+from test_selfplay_iteration import ByteTokenizer, executor, sample  # noqa: F401  (the fixture)
 
 
 def test_the_table_holds_the_three_reference_types_with_their_reference_names():
@@ -70,9 +70,7 @@ class ExceptionPolicy:
                     body = "IndexError" if k == 0 else "KeyError"
                 else:
                     body = "ZeroDivisionError" if i == 0 else "ValueError"
-                response = f"Thinking.</think>\n<answer>{body}</answer>"
-                tokens = list(response.encode()) + [EOS]
-                out.append(Sample(tokens, response, [-0.5] * len(tokens), i))
+                out.append(sample(f"Thinking.</think>\n<answer>{body}</answer>", i))
         return out
 
 
