@@ -79,6 +79,13 @@ class TaskType(abc.ABC):
         if not isinstance(record, self.record_type):
             raise TypeError(f"{self.name} takes {self.record_type.__name__} records, got {type(record).__name__}")
 
+    def require_answers(self, records: Sequence, answers: Sequence) -> None:
+        """ValueError unless there is one answer per record; TypeError for a foreign record."""
+        if len(records) != len(answers):
+            raise ValueError(f"{len(records)} tasks but {len(answers)} answers")
+        for record in records:
+            self.require_record(record)
+
     def __repr__(self) -> str:
         return f"<task type {self.name}>"
 

@@ -59,10 +59,7 @@ class Induction(TaskType):
     def accuracies(self, executor, records, answers, azr):
         """The answer's last code block is run on each hidden input (the gold program's imports
         prepended); the pairs combine by `azr.reward.induction_accuracy`."""
-        if len(records) != len(answers):
-            raise ValueError(f"{len(records)} tasks but {len(answers)} answers")
-        for record in records:
-            self.require_record(record)
+        self.require_answers(records, answers)
         programs = [extract_solver_program(a) for a in answers]
         # One sandbox run per hidden pair, so every accuracy rule (binary/mean/any) sees each pair.
         jobs = [(i, x, y) for i, prog in enumerate(programs) if prog is not None for x, y in records[i].hidden_pairs]

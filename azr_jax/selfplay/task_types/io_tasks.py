@@ -84,10 +84,7 @@ class _TripletTask(TaskType):
         return self.solve_text(record)
 
     def accuracies(self, executor, records, answers, azr):
-        if len(records) != len(answers):
-            raise ValueError(f"{len(records)} tasks but {len(answers)} answers")
-        for record in records:
-            self.require_record(record)
+        self.require_answers(records, answers)
         extracted = [extract_solver_answer(a, self.answer_tag) for a in answers]
         todo = [i for i, e in enumerate(extracted) if e is not None]
 
