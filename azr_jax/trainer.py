@@ -19,6 +19,7 @@ from azr_jax.config import TrainConfig
 from azr_jax.errors import ConfigError
 from azr_jax.learner.batch import pack
 from azr_jax.learner.loss import ClipConfig
+from azr_jax.learner.memory import GiB, check_update_fits, device_memory_bytes, size, worst_micro_batch
 from azr_jax.learner.optimizer import make_optimizer
 from azr_jax.learner.step import LossConfig, TrainStep
 from azr_jax.metrics import MetricsLogger
@@ -101,10 +102,6 @@ class Trainer:
             for benchmark in cfg.eval.benchmarks:
                 load_tasks(benchmark, cfg.eval.humaneval_path if benchmark == "humaneval" else cfg.eval.cruxeval_path,
                            cfg.eval.limit)
-        if self.primary:
-            run.write_config(cfg)
-            run.copy_base_model(model_path)
-
         log.info("loading %s on mesh %s", model_path, dict(self.mesh.shape))
         policy = build_policy(cfg.model, self.mesh)
         self.model, self.tokenizer = policy.model, policy.tokenizer
@@ -116,12 +113,29 @@ class Trainer:
             temperature=cfg.rollout.temperature or 1.0, old_logprobs=o.old_logprobs), self.mesh)
         _, self.params = nnx.split(self.model, nnx.Param)
         self.opt_state = self.train_step.init_optimizer(self.params)
+        if o.check_memory:
+            self._check_update_memory()
+        if self.primary:  # only now: a refused run leaves no folder behind
+            run.write_config(cfg)
+            run.copy_base_model(model_path)
         self.store = CheckpointStore(run.checkpoints, keep=cfg.keep_checkpoints)
         self._exit.callback(self.store.close)
         self.step = 0
         if resume:
             self._restore()
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+    def _check_update_memory(self) -> None:
+        """Refuse a config whose largest possible micro-batch cannot fit (learner/memory.py)."""
+        r, o = self.cfg.rollout, self.cfg.optim
+        shape = worst_micro_batch(max_sequence=r.max_prompt_tokens + r.max_new_tokens, max_response=r.max_new_tokens,
+                                  tokens_per_device=o.micro_batch_tokens, row_devices=self.train_step.row_devices)
+        limit = device_memory_bytes() if o.memory_gb is None else int(o.memory_gb * GiB)
+        need = check_update_fits(self.train_step, self.params, self.opt_state, shape, memory_bytes=limit, hint=(
+            "lower optim.micro_batch_tokens, rollout.max_prompt_tokens or rollout.max_new_tokens, set "
+            "model.remat=true, or use more devices"))
+        log.info("update memory: %s per device at most (micro-batches up to %d x %d tokens) of %s", size(need.peak),
+                 shape.rows, shape.length, "unknown" if limit is None else size(limit))
 
     def close(self) -> None:
         self._exit.close()
@@ -196,11 +210,16 @@ class Trainer:
     def _iteration(self, selfplay: SelfPlay) -> tuple[dict[str, float], list[dict[str, Any]]]:
         result = selfplay.iteration(self.step)
         start = time.perf_counter()
-        batch = pack(result.sequences, micro_batch_size=self.cfg.optim.micro_batch_size, pad_id=self.pad_id)
+        o = self.cfg.optim
+        batch = pack(result.sequences, group_size=o.micro_batch_size, tokens_per_device=o.micro_batch_tokens,
+                     pad_id=self.pad_id, aggregation=o.loss_aggregation, row_devices=self.train_step.row_devices,
+                     skip_zero_advantage=o.entropy_coef == 0, attention_length=self.train_step.attention_length)
         self.params, self.opt_state, learner = self.train_step(self.params, self.opt_state, batch)
         nnx.update(self.model, self.params)  # the sampler reads these same arrays next iteration
-        log.info("step %d: update on %d sequences (padded batch %s) took %.1f s", self.step, len(result.sequences),
-                 "x".join(map(str, batch.tokens.shape)), time.perf_counter() - start)
+        log.info("step %d: update on %d sequences (%d skipped) in %d micro-batches of %s, %.0f%% padding, took "
+                 "%.1f s", self.step, batch.num_sequences, batch.skipped, len(batch.micro_batches),
+                 ", ".join(sorted({"x".join(map(str, mb.tokens.shape)) for mb in batch.micro_batches})),
+                 100 * batch.padding_fraction, time.perf_counter() - start)
         row = {**result.metrics, **learner, "time/update_s": time.perf_counter() - start}
         row["time/iteration_s"] = row["time/selfplay_s"] + row["time/update_s"]
         return row, result.episodes

@@ -1,8 +1,8 @@
 """The policy-gradient loss of AZR: PPO-clip per token, aggregated as the reference does.
 
-Each micro-batch returns a (sum, count) pair per term, so that gradient accumulation over
-micro-batches and sharding of a micro-batch over devices both reproduce the single-device,
-single-batch number exactly (docs/reference.md §8.2-8.3).
+Every response token carries its weight in the whole batch's loss (learner.batch.loss_weights),
+so that gradient accumulation over micro-batches, packing and sharding of a micro-batch over
+devices all reproduce the single-device, single-batch number exactly (docs/reference.md §8.2-8.3).
 """
 from __future__ import annotations
 
@@ -43,20 +43,6 @@ def masked_sum(x: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.sum(jnp.where(mask, x, 0.0))
 
 
+# micro_token_mean: the mean over micro-batches of each one's token mean (reference);
+# token_mean: one mean over all response tokens of the batch.
 AGGREGATIONS = ("micro_token_mean", "token_mean")
-
-
-def micro_batch_weights(token_counts: jax.Array, mode: str) -> jax.Array:
-    """Weights w_m such that the loss is sum_m w_m * (sum of the term over micro-batch m).
-
-    micro_token_mean (reference): the mean over micro-batches of each one's token mean,
-    w_m = 1 / (M * (count_m + 1e-8)). token_mean: one mean over all tokens, w_m = 1 / (N + 1e-8).
-    Computed from the masks before the accumulation loop, so accumulating w_m-weighted
-    micro-batch gradients gives exactly the gradient of the whole-batch loss.
-    """
-    counts = token_counts.astype(jnp.float32)
-    if mode == "micro_token_mean":
-        return 1.0 / (counts.shape[0] * (counts + 1e-8))
-    if mode == "token_mean":
-        return jnp.full_like(counts, 1.0 / (jnp.sum(counts) + 1e-8))
-    raise ValueError(f"unknown loss aggregation {mode!r}")

@@ -17,12 +17,24 @@ class OptimOptions:
     b2: float = option(0.999, "AdamW beta2", min=0.0, max=1.0)
     eps: float = option(1e-8, "AdamW epsilon", greater_than=0.0)
     grad_clip: float = option(1.0, "global gradient-norm clip", greater_than=0.0)
-    micro_batch_size: int = option(16, "sequences per micro-batch (gradient accumulation unit)", min=1)
+    micro_batch_size: int = option(
+        16, "sequences per token-mean group of loss_aggregation=micro_token_mean (the reference's "
+        "ppo_micro_batch_size); what one compute micro-batch holds is micro_batch_tokens", min=1)
+    micro_batch_tokens: int = option(
+        16384, "token budget per device of one compute micro-batch (packed rows x row length); a row "
+        "longer than it gets a micro-batch of one row per device", min=1)
+    check_memory: bool = option(
+        True, "before the run, compile the largest micro-batch the rollout limits allow and refuse the run if "
+        "the update cannot fit in device memory")
+    memory_gb: float | None = option(
+        None, "device memory the update may use, GiB per device (default: the device's limit; on CPU the "
+        "host memory available, shared by the local devices)", greater_than=0.0)
     clip_low: float = option(0.2, "PPO ratio clip below 1", min=0.0)
     clip_high: float = option(0.2, "PPO ratio clip above 1 (0.28 = master's clip-higher)", min=0.0)
     dual_clip: float | None = option(None, "dual-clip constant c for negative advantages (master: 3.0)",
                                      greater_than=1.0)
-    entropy_coef: float = option(0.001, "entropy bonus coefficient", min=0.0)
+    entropy_coef: float = option(0.001, "entropy bonus coefficient; at 0 the update skips sequences whose "
+                                 "advantage is exactly 0 (exact then, see learner/batch.py)", min=0.0)
     old_logprobs: Literal[OLD_LOGPROB_SOURCES] = option(
         "learner", "old log-probs of the PPO ratio: learner = the update's own, gradient stopped (ratio 1, the "
         "reference's one update exactly); sampler = the decode path's (ratio carries their numeric drift)")

@@ -1,13 +1,17 @@
-"""One policy-gradient update as a single jitted program, sharded over the mesh.
+"""One policy-gradient update, sharded over the mesh.
 
-Micro-batches are a `lax.scan` inside the program: each contributes the gradient of its
-weighted loss sum (weights from `micro_batch_weights`), so accumulation and sharding give the
-single-device, single-batch answer. Parameters and optimizer state are donated, and the new
-parameters are written back into the model the sampler reads, so both always use the same
-arrays in device memory.
+Each micro-batch of packed rows (learner.batch) adds the gradient of its weighted loss sum to a
+float32 accumulator: the micro-batches of one shape go through one jitted loop (compiled per
+shape and power-of-two count); a second program applies the optimizer. Since every token carries its weight in the whole batch's
+loss, accumulation, packing and sharding give the single-device, single-batch answer. The
+number of micro-batches follows the data without a new program. Parameters, optimizer state
+and the accumulator are donated, and the new parameters are written back into the model the
+sampler reads, so both always use the same arrays in device memory.
 """
 from __future__ import annotations
 
+import contextlib
+import math
 from dataclasses import dataclass
 
 import jax
@@ -17,9 +21,9 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from azr_jax.learner.batch import UpdateBatch
+from azr_jax.learner.batch import MicroBatch, UpdateBatch
 from azr_jax.learner.logprobs import token_logprobs
-from azr_jax.learner.loss import ClipConfig, importance_ratio, masked_sum, micro_batch_weights, ppo_token_loss
+from azr_jax.learner.loss import ClipConfig, importance_ratio, masked_sum, ppo_token_loss
 
 
 # Where the PPO ratio's old log-probs come from. "learner": this update's own log-probs with the
@@ -28,6 +32,9 @@ from azr_jax.learner.loss import ClipConfig, importance_ratio, masked_sum, micro
 # the decode path's log-probs, whose numerics differ from the learner's (more so in bf16).
 # More than one epoch over a batch would need the learner's log-probs recomputed before the first.
 OLD_LOGPROB_SOURCES = ("learner", "sampler")
+
+ROW_AXES = ("data", "fsdp")  # mesh axes that packed rows are split over
+TERMS = ("pg", "entropy", "clipped", "ratio_dev", "sampler_ratio_dev", "logp", "tokens")
 
 
 @dataclass(frozen=True)
@@ -44,29 +51,32 @@ class LossConfig:
             raise ValueError(f"old_logprobs must be one of {OLD_LOGPROB_SOURCES}, got {self.old_logprobs!r}")
 
 
-def _micro_batch_terms(model: nnx.Module, tokens, input_mask, loss_start, loss_mask, sampler_logprobs, advantages,
-                       loss: LossConfig):
-    """Per-micro-batch sums of the policy loss, entropy and diagnostics."""
-    length = tokens.shape[-1]
-    positions = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), tokens.shape)
-    hidden, _ = model.hidden_states(tokens, positions, input_mask=input_mask)
-    # The loss window of each row (see learner.batch); clamped indices fall outside loss_mask.
-    window = loss_start[:, None] + jnp.arange(loss_mask.shape[-1], dtype=jnp.int32)
-    hidden = jnp.take_along_axis(hidden, jnp.minimum(window, length - 1)[..., None], axis=1)
-    targets = jnp.take_along_axis(tokens, jnp.minimum(window + 1, length - 1), axis=1)
+def _micro_batch_terms(model: nnx.Module, max_segment: int, tokens, segment_ids, positions, loss_index, loss_mask,
+                       sampler_logprobs, advantages, weights, loss: LossConfig):
+    """The micro-batch's weighted loss and its sums of diagnostics (see learner.batch for the arrays)."""
+    hidden, _ = model.hidden_states(tokens, positions, segment_ids=segment_ids, max_segment=max_segment)
+    # Only the positions that predict a response token form vocabulary logits, gathered within
+    # each shard of rows (one per device: no gather crosses devices).
+    shards = loss_index.shape[0]
+    hidden = jnp.take_along_axis(hidden.reshape(shards, -1, hidden.shape[-1]), loss_index[..., None], axis=1)
+    flat_tokens = tokens.reshape(shards, -1)
+    targets = jnp.take_along_axis(flat_tokens, jnp.minimum(loss_index + 1, flat_tokens.shape[1] - 1), axis=1)
     logp, entropy = token_logprobs(hidden, targets, model.logits, chunk=loss.logprob_chunk,
                                    temperature=loss.temperature)
     old = jax.lax.stop_gradient(logp) if loss.old_logprobs == "learner" else sampler_logprobs
-    per_token, ratio, clipped = ppo_token_loss(logp, old, advantages[:, None], loss.clip)
+    per_token, ratio, clipped = ppo_token_loss(logp, old, advantages, loss.clip)
     sampler_ratio = importance_ratio(jax.lax.stop_gradient(logp), sampler_logprobs)
-    return {
-        "pg": masked_sum(per_token, loss_mask),
+    pg, ent = masked_sum(weights * per_token, loss_mask), masked_sum(weights * entropy, loss_mask)
+    terms = {
+        "pg": pg,
         "entropy": masked_sum(entropy, loss_mask),
         "clipped": masked_sum(clipped, loss_mask),
         "ratio_dev": masked_sum(jnp.abs(ratio - 1.0), loss_mask),
         "sampler_ratio_dev": masked_sum(jnp.abs(sampler_ratio - 1.0), loss_mask),
         "logp": masked_sum(logp, loss_mask),
+        "tokens": jnp.sum(loss_mask).astype(jnp.float32),
     }
+    return pg - loss.entropy_coef * ent, terms
 
 
 class TrainStep:
@@ -75,8 +85,10 @@ class TrainStep:
     def __init__(self, model: nnx.Module, optimizer: optax.GradientTransformation, loss: LossConfig,
                  mesh: Mesh | None = None):
         self.graphdef, _ = nnx.split(model, nnx.Param)
+        self.config = model.config
         self.optimizer, self.loss, self.mesh = optimizer, loss, mesh
-        self._step = None  # jitted on the first call, when the state's shardings are known
+        self._apply_jit = None  # jitted on the first call, when the state's shardings are known
+        self.compiled_shapes: set[tuple[int, ...]] = set()  # (count bucket, *micro-batch shape): one program each
 
     def init_optimizer(self, params: nnx.State):
         """Optimizer state laid out like the parameters; its scalars replicated over the mesh."""
@@ -87,63 +99,107 @@ class TrainStep:
         return jax.tree.map(lambda x: x if isinstance(x.sharding, NamedSharding) else
                             jax.device_put(x, replicated), state)
 
-    def _update(self, params, opt_state, tokens, input_mask, loss_start, loss_mask, old_logprobs, advantages):
-        counts = jnp.sum(loss_mask, axis=(1, 2))
-        weights = micro_batch_weights(counts, self.loss.aggregation)
+    def _accumulate(self, params, grads, terms, max_segment, count, *stacked):
+        """grads + the gradients (float32) of the first `count` micro-batches of `stacked` (arrays
+        [n, ...] of micro-batches of one shape), terms + their sums. One loop in one program, so
+        its buffers serve every micro-batch (separate calls re-allocate them each time)."""
+        add = lambda a, b: a + b.astype(jnp.float32)  # noqa: E731
 
-        def weighted_loss(p, mb, w):
-            terms = _micro_batch_terms(nnx.merge(self.graphdef, p), *mb, self.loss)
-            return w * (terms["pg"] - self.loss.entropy_coef * terms["entropy"]), terms
+        def one(i, carry):
+            grads, terms = carry
+            micro_batch = [jax.lax.dynamic_index_in_dim(a, i, keepdims=False) for a in stacked]
+            objective = lambda p: _micro_batch_terms(nnx.merge(self.graphdef, p), max_segment,  # noqa: E731
+                                                     *micro_batch, self.loss)
+            g, t = jax.grad(objective, has_aux=True)(params)
+            return jax.tree.map(add, grads, g), jax.tree.map(add, terms, t)
 
-        def accumulate(grads, xs):
-            mb, w = xs[:-1], xs[-1]
-            g, terms = jax.grad(weighted_loss, has_aux=True)(params, mb, w)
-            return jax.tree.map(lambda a, b: a + b.astype(jnp.float32), grads, g), terms
+        return jax.lax.fori_loop(0, count, one, (grads, terms))
 
-        zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
-        grads, terms = jax.lax.scan(
-            accumulate, zeros, (tokens, input_mask, loss_start, loss_mask, old_logprobs, advantages, weights))
+    def _apply(self, params, opt_state, grads):
         grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
         grad_norm = optax.tree.norm(grads)
         updates, opt_state = self.optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        total = jnp.sum(counts)
-        metrics = {
-            "loss/policy": jnp.sum(weights * terms["pg"]),
-            "loss/entropy": jnp.sum(weights * terms["entropy"]),
-            "loss/clip_fraction": jnp.sum(terms["clipped"]) / total,
-            "loss/ratio_abs_dev": jnp.sum(terms["ratio_dev"]) / total,
-            # |learner / sampler probability - 1| per token: how far the decode path's numerics are off
-            "loss/sampler_ratio_abs_dev": jnp.sum(terms["sampler_ratio_dev"]) / total,
-            "loss/logprob_mean": jnp.sum(terms["logp"]) / total,
-            "loss/tokens": total.astype(jnp.float32),
-            "optim/grad_norm": grad_norm,
-            "optim/skipped": 1.0 - jnp.isfinite(grad_norm).astype(jnp.float32),
-        }
-        return params, opt_state, metrics
+        return optax.apply_updates(params, updates), opt_state, grad_norm
 
-    def _device_batch(self, batch: UpdateBatch) -> tuple[jax.Array, ...]:
-        arrays = (batch.tokens, batch.input_mask, batch.loss_start, batch.loss_mask, batch.old_logprobs,
-                  batch.advantages)
+    def _compile(self, params, opt_state) -> None:
+        # The new state keeps the old one's shardings exactly, so the sampler (which reads these
+        # parameters) never sees a new layout and never recompiles.
+        param_shardings = jax.tree.map(lambda x: x.sharding, params)
+        state_shardings = jax.tree.map(lambda x: x.sharding, opt_state)
+        self._shardings = (param_shardings, state_shardings)
+        # The accumulator and the sums start as outputs of a program, like every later input, so
+        # the first micro-batch compiles the same program as the others.
+        self._zeros = jax.jit(lambda p: (jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), p),
+                                         {k: jnp.zeros((), jnp.float32) for k in TERMS}),
+                              out_shardings=(param_shardings, None))
+        self._accumulate_jit = jax.jit(self._accumulate, static_argnums=(3,), donate_argnums=(1, 2),
+                                       out_shardings=(param_shardings, None))
+        self._apply_jit = jax.jit(self._apply, donate_argnums=(0, 1),
+                                  out_shardings=(param_shardings, state_shardings, None))
+
+    def _stacked_arrays(self, micro_batches: list[MicroBatch]) -> tuple[jax.Array, ...]:
+        """The arrays of micro-batches of one shape stacked [n, ...], n padded to a power of two
+        with copies of the last (never computed) so that a run compiles a few loop programs."""
+        n = 1 << (len(micro_batches) - 1).bit_length()
+        padded = micro_batches + [micro_batches[-1]] * (n - len(micro_batches))
+        arrays = [np.stack(column) for column in zip(*(mb.arrays() for mb in padded))]
         if self.mesh is None:
             return tuple(jnp.asarray(a) for a in arrays)
-        # [micro_batches, micro_batch_size, ...]: micro-batch rows over the batch mesh axes.
-        rows = ("data", "fsdp")
-        row_devices = int(np.prod([self.mesh.shape[a] for a in rows]))
-        spec = PartitionSpec(None, rows) if batch.tokens.shape[1] % row_devices == 0 else PartitionSpec()
-        sharding = NamedSharding(self.mesh, spec)
+        # Rows and loss shards over the batch mesh axes (the packer makes one shard per device).
+        if micro_batches[0].loss_index.shape[0] != self.row_devices:
+            raise ValueError(f"the micro-batch has {micro_batches[0].loss_index.shape[0]} row shards, the mesh "
+                             f"{self.row_devices} row devices: pack it with row_devices={self.row_devices}")
+        sharding = NamedSharding(self.mesh, PartitionSpec(None, ROW_AXES))
         return tuple(jax.make_array_from_callback(a.shape, sharding, lambda idx, a=a: a[idx]) for a in arrays)
+
+    @property
+    def attention_length(self) -> float:
+        """The row length at which a layer's attention (causal: about L * heads * head_dim
+        multiply-adds per token) costs what its projections and MLP do (its weights per token)."""
+        c = self.config
+        projections = c.hidden_size * (2 * c.num_heads + 2 * c.num_kv_heads) * c.head_dim
+        return (projections + 3 * c.hidden_size * c.intermediate_size) / (c.num_heads * c.head_dim)
+
+    @property
+    def row_devices(self) -> int:
+        """Devices that packed rows are split over (the data and fsdp axes)."""
+        return 1 if self.mesh is None else int(np.prod([self.mesh.shape[a] for a in ROW_AXES]))
 
     def __call__(self, params: nnx.State, opt_state, batch: UpdateBatch):
         """One update; `params` and `opt_state` are donated (do not use them afterwards)."""
-        if self._step is None:
-            # The new state keeps the old one's shardings exactly, so the sampler (which reads
-            # these parameters) never sees a new layout and never recompiles.
-            shardings = jax.tree.map(lambda x: x.sharding, (params, opt_state))
-            self._step = jax.jit(self._update, donate_argnums=(0, 1), out_shardings=(*shardings, None))
-        if self.mesh is None:
-            params, opt_state, metrics = self._step(params, opt_state, *self._device_batch(batch))
-        else:
-            with jax.set_mesh(self.mesh):  # activation sharding constraints refer to this mesh
-                params, opt_state, metrics = self._step(params, opt_state, *self._device_batch(batch))
-        return params, opt_state, {k: float(v) for k, v in jax.device_get(metrics).items()}
+        if self._apply_jit is None:
+            self._compile(params, opt_state)
+        # Arrays made outside a program (a freshly loaded model) are committed to their shardings
+        # here, as the update's outputs are: otherwise the second update would compile again.
+        params, opt_state = jax.device_put((params, opt_state), self._shardings)
+        with contextlib.nullcontext() if self.mesh is None else jax.set_mesh(self.mesh):
+            grads, terms = self._zeros(params)
+            by_shape: dict[tuple[int, ...], list[MicroBatch]] = {}
+            for micro_batch in batch.micro_batches:
+                by_shape.setdefault(micro_batch.shape, []).append(micro_batch)
+            for shape, micro_batches in by_shape.items():
+                stacked = self._stacked_arrays(micro_batches)
+                self.compiled_shapes.add((stacked[0].shape[0], *shape))
+                grads, terms = self._accumulate_jit(params, grads, terms, shape[-1], len(micro_batches), *stacked)
+            params, opt_state, grad_norm = self._apply_jit(params, opt_state, grads)
+        t = {k: float(v) for k, v in jax.device_get(terms).items()}
+        computed = max(t["tokens"], 1.0)
+        grad_norm = float(grad_norm)
+        metrics = {
+            "loss/policy": t["pg"],
+            # Means over the computed response tokens (skipped sequences are not computed).
+            "loss/entropy": t["entropy"] / computed,
+            "loss/clip_fraction": t["clipped"] / computed,
+            "loss/ratio_abs_dev": t["ratio_dev"] / computed,
+            # |learner / sampler probability - 1| per token: how far the decode path's numerics are off
+            "loss/sampler_ratio_abs_dev": t["sampler_ratio_dev"] / computed,
+            "loss/logprob_mean": t["logp"] / computed,
+            "loss/tokens": float(batch.num_tokens),
+            "optim/grad_norm": grad_norm,
+            "optim/skipped": 0.0 if math.isfinite(grad_norm) else 1.0,
+            "update/micro_batches": float(len(batch.micro_batches)),
+            "update/skipped_sequences": float(batch.skipped),
+            "update/padding_fraction": batch.padding_fraction,
+            "update/compiled_shapes": float(len(self.compiled_shapes)),
+        }
+        return params, opt_state, metrics

@@ -7,12 +7,14 @@ norms, softmax and logits are computed in float32.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from azr_jax.model.attention import CacheRead, attention, causal_mask, decode_attention, heads_first
+from azr_jax.model.attention import (CacheRead, attention, causal_mask, decode_attention, heads_first,
+                                     packed_attention, query_block)
 from azr_jax.model.config import ModelConfig
 from azr_jax.model.kv_cache import KVCache
 from azr_jax.model.rope import apply_rope, inverse_frequencies, rope_tables
@@ -22,6 +24,14 @@ _init = jax.nn.initializers.normal(stddev=0.02)
 
 # Parameter / compute dtypes by the names configs and command lines use.
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+class Packing(NamedTuple):
+    """What attention needs to know of packed rows (see attention.packed_attention)."""
+
+    segment_ids: jax.Array  # int [B, T]
+    max_segment: int  # static: no segment is longer
+    block: int  # static: queries per block
 
 
 class RMSNorm(nnx.Module):
@@ -81,7 +91,7 @@ class Attention(nnx.Module):
         self.k_norm = RMSNorm(c.head_dim, c.rms_norm_eps, **norm_kw) if c.qk_norm else None
         self.scale = c.head_dim ** -0.5
 
-    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array,
+    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array | Packing,
                  cached: CacheRead | None, key_block: int) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Returns (output [B, T, D], new keys, new values [B, KVH, T, Dh])."""
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
@@ -89,7 +99,10 @@ class Attention(nnx.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, cos, sin), heads_first(apply_rope(k, cos, sin))
         v = heads_first(v)
-        if cached is None:
+        if isinstance(mask, Packing):
+            out = packed_attention(q, k, v, mask.segment_ids, self.scale, max_segment=mask.max_segment,
+                                   block=mask.block)
+        elif cached is None:
             out = attention(q, [(k, v, mask)], self.scale)
         elif q.shape[1] == 1:
             out = decode_attention(q, cached, k, v, self.scale, key_block)
@@ -122,7 +135,7 @@ class DecoderLayer(nnx.Module):
         self.mlp_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, **norm_kw)
         self.mlp = MLP(config, param_dtype=param_dtype, dtype=dtype, rngs=rngs)
 
-    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array,
+    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array | Packing,
                  cached: CacheRead | None, key_block: int) -> tuple[jax.Array, jax.Array, jax.Array]:
         a, k, v = self.attn(self.attn_norm(x), cos, sin, mask, cached, key_block)
         x = x + a
@@ -157,11 +170,14 @@ class Transformer(nnx.Module):
                         Embed(config.vocab_size, config.hidden_size, param_dtype=param_dtype, rngs=rngs))
 
     def hidden_states(self, tokens: jax.Array, positions: jax.Array, *, input_mask: jax.Array | None = None,
+                      segment_ids: jax.Array | None = None, max_segment: int | None = None,
                       cache: KVCache | None = None, key_block: int = 512) -> tuple[jax.Array, KVCache | None]:
         """Final-norm hidden states [B, T, D] (compute dtype) of int32 tokens [B, T].
 
         `positions` [B, T] are each token's RoPE positions. Without a cache, query t sees key s
-        iff s <= t and input_mask[b, s]. With a cache, the T tokens go to slots
+        iff s <= t and input_mask[b, s]; with `segment_ids` [B, T] instead (packed rows, no
+        cache), iff s <= t and both carry the same segment id > 0 (0 marks padding), no segment
+        longer than the static `max_segment` (default T). With a cache, the T tokens go to slots
         [cache.length, cache.length + T) and also see the valid slots before cache.length; the
         updated cache is returned. Masked (pad) queries give finite values that no other
         position sees.
@@ -170,11 +186,15 @@ class Transformer(nnx.Module):
         of the capacity), only up to cache.length; other calls read the whole cache.
         """
         b, t = tokens.shape
-        if input_mask is None:
-            input_mask = jnp.ones((b, t), dtype=bool)
+        if segment_ids is not None:
+            if cache is not None or input_mask is not None:
+                raise ValueError("segment_ids replace input_mask and cannot be used with a cache")
+            mask = Packing(segment_ids, t if max_segment is None else max_segment, query_block(t))
+        else:
+            input_mask = jnp.ones((b, t), dtype=bool) if input_mask is None else input_mask
+            mask = causal_mask(input_mask)
         x = constrain(self.embed.encode(tokens).astype(self.dtype), "hidden")
         cos, sin = rope_tables(inverse_frequencies(self.config), positions, self.dtype)
-        mask = causal_mask(input_mask)
         reads_cache = cache is not None and not cache.empty
         if reads_cache:
             visible = cache.valid & (jnp.arange(cache.capacity) < cache.length)[None, :]

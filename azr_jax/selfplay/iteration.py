@@ -324,7 +324,7 @@ class SelfPlay:
         sequences = [TrainSequence(e.job.ids, e.response.ids, e.response.logprobs, float(a))
                      for e, a in zip(trained, advantages)]
         records = [{"task": e.task.name, "role": e.role.value, "response": e.response.generation,
-                    "response_tokens": len(e.response.ids), "reward": float(e.reward), "advantage": float(a),
+                    "prompt_tokens": len(e.job.ids), "response_tokens": len(e.response.ids), "reward": float(e.reward), "advantage": float(a),
                     **e.outcome} for e, a in zip(trained, advantages)]
         return sequences, records
 

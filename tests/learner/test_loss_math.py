@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from azr_jax.learner.logprobs import token_logprobs
-from azr_jax.learner.loss import ClipConfig, micro_batch_weights, ppo_token_loss
+from azr_jax.learner.loss import ClipConfig, ppo_token_loss
 
 
 def _direct(hidden, targets, w, temperature):
@@ -59,14 +59,3 @@ def test_on_policy_gradient_is_reinforce():
     adv = jnp.array([1.5, -0.7, 0.2])
     g = jax.grad(lambda lp: ppo_token_loss(lp, jax.lax.stop_gradient(lp), adv, ClipConfig(0.2, 0.28, 3.0))[0].sum())(logp)
     np.testing.assert_allclose(g, -adv, rtol=1e-6)
-
-
-def test_micro_batch_weights():
-    counts = jnp.array([4.0, 1.0, 5.0])
-    sums = jnp.array([2.0, 3.0, -1.0])
-    micro = micro_batch_weights(counts, "micro_token_mean")
-    np.testing.assert_allclose(jnp.sum(micro * sums), np.mean([2 / 4, 3 / 1, -1 / 5]), rtol=1e-6)
-    tok = micro_batch_weights(counts, "token_mean")
-    np.testing.assert_allclose(jnp.sum(tok * sums), 4.0 / 10.0, rtol=1e-6)
-    with pytest.raises(ValueError, match="unknown loss aggregation"):
-        micro_batch_weights(counts, "sum")

@@ -1,4 +1,5 @@
-"""The jitted policy-gradient step: exact accumulation, sharding invariance, learning direction."""
+"""The policy-gradient step: exact accumulation over packed micro-batches, zero-advantage skipping,
+sharding invariance, learning direction."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -6,7 +7,7 @@ import optax
 import pytest
 from flax import nnx
 
-from azr_jax.learner.batch import TrainSequence, length_bucket, pack
+from azr_jax.learner.batch import TrainSequence, pack
 from azr_jax.learner.loss import ClipConfig
 from azr_jax.learner.step import LossConfig, TrainStep
 from azr_jax.model import MeshConfig, ModelConfig, Transformer, make_mesh, shard_model
@@ -28,6 +29,16 @@ def _sequences(n, seed=0, perturb=0.3):
         out.append(TrainSequence(prompt=rng.integers(0, 96, p).tolist(), response=rng.integers(0, 96, r).tolist(),
                                  logprobs=(rng.normal(-4.5, perturb, r)).tolist(), advantage=float(rng.normal())))
     return out
+
+
+def _pack(seqs, group_size=2, tokens_per_device=64, aggregation="micro_token_mean", **kw):
+    return pack(seqs, group_size=group_size, tokens_per_device=tokens_per_device, pad_id=0, aggregation=aggregation,
+                **kw)
+
+
+def _rel_error(got, expected):
+    got, expected = (np.concatenate([np.ravel(x) for x in jax.tree.leaves(t)]) for t in (got, expected))
+    return np.linalg.norm(got - expected) / np.linalg.norm(expected)
 
 
 def _direct_loss(model, seqs, loss: LossConfig, micro):
@@ -56,26 +67,71 @@ def _direct_loss(model, seqs, loss: LossConfig, micro):
     return jnp.mean(sums.reshape(-1, micro).sum(1) / counts.reshape(-1, micro).sum(1))
 
 
-# length 32: the loss window (128 for responses this short) is clipped to the sequence; 160: a
-# 128-position window inside a longer padded sequence.
-@pytest.mark.parametrize("aggregation,length", [("micro_token_mean", 32), ("token_mean", 32),
-                                                ("micro_token_mean", 160)])
-def test_update_is_minus_lr_times_the_gradient_of_the_plain_loss(aggregation, length):
+def _gradient(model, seqs, loss, batch):
+    """The gradient an update applies: with SGD at lr 1, params_before - params_after."""
+    params = jax.tree.map(jnp.copy, nnx.split(model, nnx.Param)[1])  # the step donates what it is given
+    step = TrainStep(model, optax.sgd(1.0), loss)
+    before = jax.tree.map(jnp.copy, params)
+    new, _, metrics = step(params, step.init_optimizer(params), batch)
+    return jax.tree.map(lambda n, o: o - n, new, before), metrics, step
+
+
+# tokens_per_device 24: one packed row (length 32 > 24) per micro-batch, several micro-batches;
+# 256: all rows in one; length 160: rows much longer than their sequences.
+@pytest.mark.parametrize("aggregation,tokens,length", [("micro_token_mean", 24, 32), ("token_mean", 24, 32),
+                                                       ("micro_token_mean", 256, None), ("token_mean", 256, 160)])
+def test_packed_update_is_minus_lr_times_the_gradient_of_the_padded_loss(aggregation, tokens, length):
     seqs = _sequences(6)
     loss = LossConfig(clip=ClipConfig(0.2, 0.28), entropy_coef=0.01, aggregation=aggregation, logprob_chunk=5,
                       temperature=0.9, old_logprobs="sampler")
     model = _model()
-    _, params = nnx.split(model, nnx.Param)
-    graphdef = nnx.split(model, nnx.Param)[0]
-    expected_grad = jax.jit(jax.grad(lambda p: _direct_loss(nnx.merge(graphdef, p), seqs, loss, 2)))(params)
-    step = TrainStep(model, optax.sgd(1.0), loss)
-    params_before = jax.tree.map(jnp.copy, params)
-    new_params, _, metrics = step(params, step.init_optimizer(params), pack(seqs, micro_batch_size=2, pad_id=0, length=length))
-    got = jax.tree.map(lambda new, old: old - new, new_params, params_before)
-    for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected_grad)):
+    graphdef, params = nnx.split(model, nnx.Param)
+    expected = jax.jit(jax.grad(lambda p: _direct_loss(nnx.merge(graphdef, p), seqs, loss, 2)))(params)
+    batch = _pack(seqs, tokens_per_device=tokens, aggregation=aggregation, length=length)
+    assert batch.skipped == 0 and (len(batch.micro_batches) == 1) == (tokens == 256)
+    assert any(len(set(row[row > 0].tolist())) > 1 for mb in batch.micro_batches for row in mb.segment_ids)
+    got, metrics, step = _gradient(model, seqs, loss, batch)
+    assert _rel_error(got, expected) < 1e-5
+    for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
         np.testing.assert_allclose(g, e, atol=2e-6, rtol=2e-4)
     assert metrics["loss/tokens"] == sum(len(s.response) for s in seqs)
     assert 0 < metrics["loss/clip_fraction"] < 1 and metrics["optim/skipped"] == 0
+    assert metrics["update/micro_batches"] == len(batch.micro_batches)
+    shapes = {mb.shape for mb in batch.micro_batches}
+    assert metrics["update/compiled_shapes"] == len(shapes) == len(step.compiled_shapes)
+
+
+@pytest.mark.parametrize("aggregation", ["micro_token_mean", "token_mean"])
+def test_skipping_zero_advantages_gives_the_same_gradient(aggregation):
+    """Without an entropy bonus, sequences of advantage exactly 0 are left out of the rows and
+    the gradient is the one of computing them (their tokens stay in the denominators)."""
+    seqs = _sequences(8, seed=2)
+    seqs = [TrainSequence(s.prompt, s.response, s.logprobs, 0.0 if i % 4 in (1, 2) else s.advantage)
+            for i, s in enumerate(seqs)]
+    loss = LossConfig(entropy_coef=0.0, aggregation=aggregation, logprob_chunk=8, old_logprobs="sampler")
+    model = _model()
+    graphdef, params = nnx.split(model, nnx.Param)
+    expected = jax.jit(jax.grad(lambda p: _direct_loss(nnx.merge(graphdef, p), seqs, loss, 2)))(params)
+    layout = dict(aggregation=aggregation, tokens_per_device=32, length=32)  # one 32-token row per micro-batch
+    everything = _pack(seqs, **layout)
+    full, m_full, _ = _gradient(model, seqs, loss, everything)
+    skipping = _pack(seqs, skip_zero_advantage=True, **layout)
+    skipped, m_skip, _ = _gradient(model, seqs, loss, skipping)
+    assert skipping.skipped == 4 and m_skip["update/skipped_sequences"] == 4
+    assert len(skipping.micro_batches) < len(everything.micro_batches)
+    assert _rel_error(skipped, full) < 1e-5 and _rel_error(skipped, expected) < 1e-5
+    assert m_skip["loss/tokens"] == m_full["loss/tokens"]
+    np.testing.assert_allclose(m_skip["loss/policy"], m_full["loss/policy"], rtol=1e-5, atol=1e-8)
+
+
+def test_skipping_would_change_the_gradient_under_an_entropy_bonus():
+    """Why the trainer skips only at entropy_coef 0: the bonus has a gradient on every sequence."""
+    seqs = _sequences(4, seed=3)
+    seqs = [TrainSequence(s.prompt, s.response, s.logprobs, 0.0 if i % 2 else s.advantage) for i, s in enumerate(seqs)]
+    loss = LossConfig(entropy_coef=0.1, logprob_chunk=8)
+    full, _, _ = _gradient(_model(), seqs, loss, _pack(seqs))
+    skipped, _, _ = _gradient(_model(), seqs, loss, _pack(seqs, skip_zero_advantage=True))
+    assert _rel_error(skipped, full) > 1e-3
 
 
 def _learner_logprobs(model, s, temperature):
@@ -98,7 +154,7 @@ def test_learner_old_logprobs_give_ratio_one_whatever_the_sampler_said():
     for loss, batch in ((learner, seqs), (exact, matched), (exact, seqs)):
         step = TrainStep(model, optax.sgd(1.0), loss)
         p = jax.tree.map(jnp.copy, params)
-        new, _, metrics = step(p, step.init_optimizer(p), pack(batch, micro_batch_size=2, pad_id=0, length=32))
+        new, _, metrics = step(p, step.init_optimizer(p), _pack(batch))
         results.append((jax.tree.leaves(new), metrics))
     (ours, m), (reference, m_ref), (drifted, m_drift) = results
     for a, b in zip(ours, reference):
@@ -121,8 +177,12 @@ def test_old_logprobs_source_is_checked():
 
 @pytest.mark.parametrize("shape", [(8, 1, 1), (1, 2, 4)])
 def test_sharded_step_equals_one_device(shape):
-    seqs = _sequences(16, seed=1)
-    batch = pack(seqs, micro_batch_size=8, pad_id=0, length=32)
+    seqs = _sequences(32, seed=1)
+    mesh = make_mesh(MeshConfig(*shape))
+    row_devices = shape[0] * shape[1]
+    # Several micro-batches of one 32-token row per device (the last with empty rows).
+    batch = _pack(seqs, group_size=8, tokens_per_device=32, length=32, row_devices=row_devices)
+    assert len(batch.micro_batches) > 1 and all(mb.tokens.shape[0] % row_devices == 0 for mb in batch.micro_batches)
     loss = LossConfig(entropy_coef=0.001, logprob_chunk=8)
     opt = optax.sgd(1.0)  # the update is the gradient itself: compared exactly, not through Adam's normalisation
 
@@ -131,9 +191,9 @@ def test_sharded_step_equals_one_device(shape):
     _, p1 = nnx.split(single, nnx.Param)
     p1, _, m1 = step(p1, step.init_optimizer(p1), batch)
 
-    mesh = make_mesh(MeshConfig(*shape))
     sharded = shard_model(_model(), mesh)
     step8 = TrainStep(sharded, opt, loss, mesh)
+    assert step8.row_devices == row_devices
     _, p8 = nnx.split(sharded, nnx.Param)
     sharding_before = jax.tree.map(lambda x: x.sharding, p8)
     p8, _, m8 = step8(p8, step8.init_optimizer(p8), batch)
@@ -162,7 +222,7 @@ def test_positive_advantage_raises_logprob_negative_lowers_it():
     for _ in range(5):
         # on-policy: old logprobs = current ones, so the ratio starts at 1 every step
         seqs = [TrainSequence(s.prompt, s.response, [seq_logprob(params, s) / 4] * 4, s.advantage) for s in (good, bad)]
-        params, opt_state, _ = step(params, opt_state, pack(seqs, micro_batch_size=2, pad_id=0))
+        params, opt_state, _ = step(params, opt_state, _pack(seqs))
     after = seq_logprob(params, good), seq_logprob(params, bad)
     assert after[0] > before[0] + 1.0 and after[1] < before[1] - 1.0
 
@@ -176,32 +236,22 @@ def test_nonfinite_gradient_skips_the_update():
     before = jax.tree.map(jnp.copy, params)
     seqs = _sequences(2)
     seqs[0] = TrainSequence(seqs[0].prompt, seqs[0].response, seqs[0].logprobs, float("nan"))
-    params, _, metrics = step(params, step.init_optimizer(params), pack(seqs, micro_batch_size=2, pad_id=0))
+    params, _, metrics = step(params, step.init_optimizer(params), _pack(seqs))
     assert metrics["optim/skipped"] == 1.0
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(before)):
         np.testing.assert_array_equal(a, b)
 
 
-def test_pack_layout():
-    s = TrainSequence(prompt=[1, 2, 3], response=[4, 5], logprobs=[-0.5, -0.25], advantage=2.0)
-    batch = pack([s, s], micro_batch_size=1, pad_id=0, length=8)
-    assert batch.tokens.shape == (2, 1, 8)
-    np.testing.assert_array_equal(batch.tokens[0, 0], [1, 2, 3, 4, 5, 0, 0, 0])
-    # Positions 2 and 3 predict tokens 4 and 5: the loss window starts at 2.
-    assert batch.loss_start[0, 0] == 2 and batch.loss_mask.shape == (2, 1, 8)
-    np.testing.assert_array_equal(batch.loss_mask[0, 0], [1, 1, 0, 0, 0, 0, 0, 0])
-    np.testing.assert_array_equal(batch.old_logprobs[0, 0, :2], [-0.5, -0.25])
-    assert batch.advantages.shape == (2, 1) and batch.num_tokens == 4
-    with pytest.raises(ValueError, match="do not fill micro-batches of 4"):
-        pack([s, s], micro_batch_size=4, pad_id=0)
-    with pytest.raises(ValueError, match="shorter than the longest sequence"):
-        pack([s], micro_batch_size=1, pad_id=0, length=4)
-    with pytest.raises(ValueError, match="one logprob per response token"):
-        pack([TrainSequence([1], [2, 3], [0.0], 1.0)], micro_batch_size=1, pad_id=0)
-
-
-def test_length_buckets_are_few_and_tight():
-    buckets = {length_bucket(n) for n in range(1, 16385)}
-    assert len(buckets) <= 22  # a whole run compiles at most this many update programs
-    for n in range(1, 16385):  # waste: at most 25% or one 64-token step
-        assert n <= length_bucket(n) <= max(128, 1.25 * n + 64)
+def test_each_micro_batch_shape_compiles_once_over_updates():
+    """A fresh model's arrays are not yet outputs of a program; the update commits them so that
+    its second call reuses the first call's programs (it compiled everything twice before)."""
+    seqs = _sequences(8, seed=4)
+    batch = _pack(seqs, tokens_per_device=24, length=32)  # several micro-batches, few shapes
+    step = TrainStep(_model(), optax.sgd(0.1), LossConfig(logprob_chunk=8))
+    params = nnx.split(_model(), nnx.Param)[1]
+    opt_state = step.init_optimizer(params)
+    for _ in range(3):
+        params, opt_state, metrics = step(params, opt_state, batch)
+    shapes = {mb.shape for mb in batch.micro_batches}
+    assert step._accumulate_jit._cache_size() == len(shapes) == metrics["update/compiled_shapes"]
+    assert step._apply_jit._cache_size() == 1

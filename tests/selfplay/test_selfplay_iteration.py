@@ -170,6 +170,7 @@ def test_one_iteration_with_known_rewards(executor):
     assert [e["reward"] for e in episodes] == [r for group in expected_rewards for r in group]
     assert [e["advantage"] for e in episodes] == [s.advantage for s in seqs]
     assert [e["response_tokens"] for e in episodes] == [len(s.response) for s in seqs]
+    assert [e["prompt_tokens"] for e in episodes] == [len(s.prompt) for s in seqs]
     assert [(e["valid"], e["failure"]) for e in episodes[4:6]] == [(True, ""), (False, "no_answer")]
     assert [e["accuracy"] for e in episodes[6:8]] == [1.0, 0.0]
     assert episodes[0]["response"].startswith("<think>")  # the prompt's opening, then the response

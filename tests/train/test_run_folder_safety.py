@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -133,3 +134,15 @@ def test_an_executor_that_cannot_hide_host_files_is_refused_unless_opted_out(mon
     with azr_jax.trainer.make_executor(load_train_config(overrides=["executor.workers=1",
                                                                     "executor.require_private_root=false"])) as ex:
         assert not ex.private_root
+
+
+def test_an_update_that_cannot_fit_is_refused_with_its_numbers_before_anything_is_written(tiny_policy, tmp_path,
+                                                                                        capsys):
+    config = write_run_config(tmp_path / "run.yaml", tiny_policy, tmp_path / "run")
+    assert main(["--config", str(config), "mesh.fsdp=-1", "optim.memory_gb=0.001"]) == 2
+    err = capsys.readouterr().err
+    # prompts up to 1024 + 16 new tokens: rows of 1216, 13 per device of 16384 tokens, 8 devices
+    assert re.match(r"error: the update does not fit in device memory: its largest micro-batch \(104 rows x 1216 "
+                    r"tokens\) needs \d+\.\d+ [MG]iB per device \(", err)
+    assert "the device has 1.0 MiB; lower optim.micro_batch_tokens" in err
+    assert "Traceback" not in err and not (tmp_path / "run").exists()
