@@ -19,7 +19,8 @@ from azr_jax.config import TrainConfig
 from azr_jax.errors import ConfigError
 from azr_jax.learner.batch import pack
 from azr_jax.learner.loss import ClipConfig
-from azr_jax.learner.memory import GiB, check_update_fits, device_memory_bytes, size, worst_micro_batch
+from azr_jax.device_memory import GiB, device_memory_bytes, size
+from azr_jax.learner.memory import check_update_fits, worst_micro_batch
 from azr_jax.learner.optimizer import make_optimizer
 from azr_jax.learner.step import LossConfig, TrainStep
 from azr_jax.metrics import MetricsLogger

@@ -228,7 +228,8 @@ def main() -> None:
 def print_longest_rows(model, cfg, memory_gb: float) -> None:
     from flax import nnx
 
-    from azr_jax.learner.memory import GiB, longest_row
+    from azr_jax.device_memory import GiB
+    from azr_jax.learner.memory import longest_row
     from azr_jax.learner.optimizer import make_optimizer
     from azr_jax.learner.step import LossConfig, TrainStep
 

@@ -15,8 +15,8 @@ from azr_jax.metrics import read_metrics
 from azr_jax.run_folder import RunFolder
 
 TASKS = ("deduction", "abduction", "induction")
-PHASES = ("sample_proposals", "sample_solutions", "sample_learnability", "validate_proposals", "score_solutions",
-          "score_learnability", "update", "iteration")
+# rollout: the whole sampling stream; validate/score: the executor's share of it (overlapping the decode).
+PHASES = ("rollout", "validate_proposals", "score_solutions", "score_learnability", "update", "iteration")
 SHORT = {"deduction": "ded", "abduction": "abd", "induction": "ind"}
 
 

@@ -17,12 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
+from azr_jax.device_memory import GiB, size
 from azr_jax.errors import ConfigError
 from azr_jax.learner.batch import length_bucket
 from azr_jax.learner.step import ROW_AXES, TERMS, TrainStep
-
-GiB = 1024 ** 3
-
 
 @dataclass(frozen=True)
 class MicroBatchShape:
@@ -92,21 +90,6 @@ def update_memory(step: TrainStep, params, opt_state, shape: MicroBatchShape) ->
     return UpdateMemory(resident=param_bytes + grad_bytes + _per_device_bytes(opt_state), program=max(program, 0))
 
 
-def device_memory_bytes() -> int | None:
-    """Memory of one local device: its allocator's limit on GPU/TPU; on CPU the host memory now
-    available, shared by the local (simulated) devices."""
-    device = jax.local_devices()[0]
-    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
-    if stats and stats.get("bytes_limit"):
-        return int(stats["bytes_limit"])
-    try:
-        with open("/proc/meminfo") as f:
-            info = dict(line.split(":", 1) for line in f)
-        return int(info["MemAvailable"].split()[0]) * 1024 // max(1, jax.local_device_count())
-    except (OSError, KeyError, ValueError):  # no /proc: not Linux
-        return None
-
-
 def longest_row(step: TrainStep, params, opt_state, memory_bytes: int, *, max_length: int = 1 << 17) -> int:
     """The longest packed row on the length ladder whose one-row-per-device micro-batch (every
     position a response token: the most loss logits) fits in `memory_bytes` per device; 0 if none."""
@@ -136,8 +119,3 @@ def check_update_fits(step: TrainStep, params, opt_state, shape: MicroBatchShape
             f"gradients and optimizer state + {size(need.program)} for the micro-batch), the device has "
             f"{size(memory_bytes)}; {hint}")
     return need
-
-
-def size(num_bytes: int) -> str:
-    """'1.23 GiB', or '45.6 MiB' below a tenth of a GiB."""
-    return f"{num_bytes / GiB:.2f} GiB" if num_bytes >= GiB / 10 else f"{num_bytes / 2 ** 20:.1f} MiB"

@@ -1,19 +1,16 @@
 """Grouped-query attention as pure functions over explicit boolean masks.
 
 Keys and values are laid out [B, KVH, S, Dh] (as in the KV cache), so every score and output
-matmul has its batch dims (B, KVH) leading and the cache is read without a transpose. Keys may
-come in several blocks (e.g. the cache and the new tokens) that share one softmax; the cache is
-only read, never concatenated with the new keys, so no per-step copy of it is made.
+matmul has its batch dims (B, KVH) leading and the cache is read without a transpose.
 
 Packed training rows use `packed_attention`, which reads for each block of queries only the
-keys of its segments' reach. A decode step (one new query per row) uses `decode_attention`, which reads the cache in
-fixed-size blocks only up to its filled length, so its cost follows the live length rather than
-the capacity.
+keys of its segments' reach. A decode step (one new query per row) uses `decode_attention`,
+which reads the cache in fixed-size blocks only up to the longest filled row, so its cost
+follows the live lengths rather than the capacity.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
@@ -22,29 +19,18 @@ import jax.numpy as jnp
 # Finite "minus infinity": keeps fully masked rows free of NaN (they are zeroed afterwards).
 _MASKED = -1e30
 
-KeyBlock = tuple[jax.Array, jax.Array, jax.Array]
-"""(k [B, KVH, S, Dh], v [B, KVH, S, Dh], mask bool [B, T, S]) for one block of keys."""
-
-
 class CacheRead(NamedTuple):
-    """What one layer's new queries see of the KV cache.
+    """What one layer's new queries (one per row, rows [0, B) of the cache) see of the KV cache.
 
-    k/v are the whole cache [layers, B, KVH, S, Dh]; attention slices `layer` (and, in decode,
-    one key block at a time) itself, so no per-layer copy of the full cache is made.
+    k/v are the whole cache [layers, rows, KVH, S, Dh]; attention slices `layer` and one key
+    block at a time itself, so no per-layer copy of the cache is made.
     """
 
     k: jax.Array
     v: jax.Array
     layer: jax.Array  # int32 scalar
-    visible: jax.Array  # bool [B, S]: the slot holds a real token, before `length`
-    length: jax.Array  # int32 scalar: slots at and after it are empty
-
-    def layer_block(self, num_queries: int) -> KeyBlock:
-        """This layer's whole cache as a KeyBlock for `num_queries` new queries."""
-        k = jax.lax.dynamic_index_in_dim(self.k, self.layer, keepdims=False)
-        v = jax.lax.dynamic_index_in_dim(self.v, self.layer, keepdims=False)
-        b, s = self.visible.shape
-        return k, v, jnp.broadcast_to(self.visible[:, None, :], (b, num_queries, s))
+    lengths: jax.Array  # int32 [B]: row b sees its positions [0, lengths[b])
+    reach: jax.Array  # int32 scalar: no row sees a position at or after it (max of lengths)
 
 
 def causal_mask(input_mask: jax.Array) -> jax.Array:
@@ -59,28 +45,21 @@ def heads_first(x: jax.Array) -> jax.Array:
     return x.transpose(0, 2, 1, 3)
 
 
-def attention(q: jax.Array, blocks: Sequence[KeyBlock], scale: float) -> jax.Array:
-    """Softmax attention of q [B, T, H, Dh] over the concatenation of `blocks`.
+def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, scale: float) -> jax.Array:
+    """Softmax attention of q [B, T, H, Dh] over k, v [B, KVH, S, Dh] where mask [B, T, S] is true.
 
     Query head h uses key/value head h // (H // KVH), as Hugging Face's `repeat_kv`. Scores and
     softmax are float32; a query whose keys are all masked returns zeros.
     """
     b, t, h, d = q.shape
-    kv_heads = blocks[0][0].shape[1]
+    kv_heads = k.shape[1]
     groups = h // kv_heads
     qg = q.reshape(b, t, kv_heads, groups, d).transpose(0, 2, 3, 1, 4)  # [B, KVH, G, T, Dh]
-    scores = [jnp.einsum("bkgtd,bksd->bkgts", qg, k, preferred_element_type=jnp.float32) * scale
-              for k, _, _ in blocks]
-    mask = jnp.concatenate([m[:, None, None, :, :] for _, _, m in blocks], axis=-1)
-    probs = jax.nn.softmax(jnp.where(mask, jnp.concatenate(scores, axis=-1), _MASKED), axis=-1)
+    scores = jnp.einsum("bkgtd,bksd->bkgts", qg, k, preferred_element_type=jnp.float32) * scale
+    mask = mask[:, None, None, :, :]
+    probs = jax.nn.softmax(jnp.where(mask, scores, _MASKED), axis=-1)
     probs = jnp.where(mask, probs, 0.0).astype(q.dtype)
-    out = jnp.zeros((b, kv_heads, groups, t, d), dtype=jnp.float32)
-    start = 0
-    for k, v, _ in blocks:
-        size = k.shape[2]
-        out += jnp.einsum("bkgts,bksd->bkgtd", probs[..., start:start + size], v,
-                          preferred_element_type=jnp.float32)
-        start += size
+    out = jnp.einsum("bkgts,bksd->bkgtd", probs, v, preferred_element_type=jnp.float32)
     return out.astype(q.dtype).transpose(0, 3, 1, 2, 4).reshape(b, t, h, d)
 
 
@@ -102,7 +81,7 @@ def packed_attention(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.
         q_seg, k_seg = segment_ids[:, start:end], segment_ids[:, first:end]
         causal = jnp.arange(start, end)[:, None] >= jnp.arange(first, end)[None, :]
         mask = causal[None] & (q_seg[:, :, None] == k_seg[:, None, :]) & (k_seg[:, None, :] > 0)
-        outs.append(attention(q[:, start:end], [(k[:, :, first:end], v[:, :, first:end], mask)], scale))
+        outs.append(attention(q[:, start:end], k[:, :, first:end], v[:, :, first:end], mask, scale))
     return jnp.concatenate(outs, axis=1)
 
 
@@ -114,12 +93,13 @@ def query_block(length: int) -> int:
 
 def decode_attention(q: jax.Array, cached: CacheRead, k_new: jax.Array, v_new: jax.Array, scale: float,
                      block: int) -> jax.Array:
-    """Attention of one new query per row, q [B, 1, H, Dh], over the visible cache slots and its
-    own key/value (k_new, v_new [B, KVH, 1, Dh]).
+    """Attention of one new query per row, q [B, 1, H, Dh], over its row's filled cache positions
+    and its own key/value (k_new, v_new [B, KVH, 1, Dh]).
 
-    The cache is read `block` slots at a time for ceil(length / block) blocks only (a loop with a
-    dynamic trip count), the blocks combined by a running softmax: the cost follows the filled
-    length, not the capacity. The capacity must be a multiple of `block`.
+    The cache is read `block` positions at a time for ceil(reach / block) blocks only (a loop with
+    a dynamic trip count), the blocks combined by a running softmax: the cost follows the longest
+    live row, not the capacity. Rows [0, B) of the cache are read. The capacity must be a
+    multiple of `block`.
     """
     b, _, h, d = q.shape
     kv_heads = k_new.shape[1]
@@ -129,7 +109,7 @@ def decode_attention(q: jax.Array, cached: CacheRead, k_new: jax.Array, v_new: j
         raise ValueError(f"cache capacity {capacity} is not a multiple of the key block {block}")
     qg = q.reshape(b, kv_heads, groups, d)
     # The query's own key is always visible: start the running softmax from it, so the running
-    # maximum is finite and rows with no visible cache slot come out right.
+    # maximum is finite and rows with no visible cache position come out right.
     running_max = jnp.einsum("bkgd,bkd->bkg", qg, k_new[:, :, 0], preferred_element_type=jnp.float32) * scale
     total = jnp.ones_like(running_max)
     out = jnp.broadcast_to(v_new[:, :, 0, None, :].astype(jnp.float32), (b, kv_heads, groups, d))
@@ -139,7 +119,8 @@ def decode_attention(q: jax.Array, cached: CacheRead, k_new: jax.Array, v_new: j
         start = (cached.layer, 0, 0, i * block, 0)
         k = jax.lax.dynamic_slice(cached.k, start, (1, b, kv_heads, block, d))[0]
         v = jax.lax.dynamic_slice(cached.v, start, (1, b, kv_heads, block, d))[0]
-        visible = jax.lax.dynamic_slice_in_dim(cached.visible, i * block, block, axis=1)[:, None, None, :]
+        visible = (i * block + jnp.arange(block))[None, :] < cached.lengths[:, None]
+        visible = visible[:, None, None, :]
         scores = jnp.einsum("bkgd,bksd->bkgs", qg, k, preferred_element_type=jnp.float32) * scale
         new_max = jnp.maximum(running_max, jnp.max(jnp.where(visible, scores, _MASKED), axis=-1))
         probs = jnp.where(visible, jnp.exp(scores - new_max[..., None]), 0.0)
@@ -148,6 +129,6 @@ def decode_attention(q: jax.Array, cached: CacheRead, k_new: jax.Array, v_new: j
                                                     preferred_element_type=jnp.float32)
         return new_max, total * rescale + jnp.sum(probs, axis=-1), out
 
-    num_blocks = (cached.length + block - 1) // block
+    num_blocks = (cached.reach + block - 1) // block
     _, total, out = jax.lax.fori_loop(0, num_blocks, read_block, (running_max, total, out))
     return (out / total[..., None]).astype(q.dtype).reshape(b, 1, h, d)

@@ -103,11 +103,9 @@ class Attention(nnx.Module):
             out = packed_attention(q, k, v, mask.segment_ids, self.scale, max_segment=mask.max_segment,
                                    block=mask.block)
         elif cached is None:
-            out = attention(q, [(k, v, mask)], self.scale)
-        elif q.shape[1] == 1:
-            out = decode_attention(q, cached, k, v, self.scale, key_block)
+            out = attention(q, k, v, mask, self.scale)
         else:
-            out = attention(q, [cached.layer_block(q.shape[1]), (k, v, mask)], self.scale)
+            out = decode_attention(q, cached, k, v, self.scale, key_block)
         return self.o_proj(out), k, v
 
 
@@ -177,13 +175,14 @@ class Transformer(nnx.Module):
         `positions` [B, T] are each token's RoPE positions. Without a cache, query t sees key s
         iff s <= t and input_mask[b, s]; with `segment_ids` [B, T] instead (packed rows, no
         cache), iff s <= t and both carry the same segment id > 0 (0 marks padding), no segment
-        longer than the static `max_segment` (default T). With a cache, the T tokens go to slots
-        [cache.length, cache.length + T) and also see the valid slots before cache.length; the
-        updated cache is returned. Masked (pad) queries give finite values that no other
-        position sees.
+        longer than the static `max_segment` (default T). Masked (pad) queries give finite values
+        that no other position sees.
 
-        A decode step (T == 1) reads the cache `key_block` slots at a time (clipped to a divisor
-        of the capacity), only up to cache.length; other calls read the whole cache.
+        With a cache (see KVCache), the updated cache is returned as well. Into an empty cache,
+        T tokens per row are a prefill (masked as without a cache) written at positions [0, T).
+        Otherwise T must be 1: a decode step of rows [0, B) of the cache, each token seeing its
+        row's filled positions and written after them; the cache is read `key_block` positions
+        at a time (clipped to a divisor of the capacity), only up to the longest of those rows.
         """
         b, t = tokens.shape
         if segment_ids is not None:
@@ -193,18 +192,21 @@ class Transformer(nnx.Module):
         else:
             input_mask = jnp.ones((b, t), dtype=bool) if input_mask is None else input_mask
             mask = causal_mask(input_mask)
-        x = constrain(self.embed.encode(tokens).astype(self.dtype), "hidden")
-        cos, sin = rope_tables(inverse_frequencies(self.config), positions, self.dtype)
         reads_cache = cache is not None and not cache.empty
         if reads_cache:
-            visible = cache.valid & (jnp.arange(cache.capacity) < cache.length)[None, :]
+            if t != 1:
+                raise ValueError(f"a decode step takes one token per row, got {t} (prefill into an empty cache)")
+            lengths = cache.lengths[:b]
+            reach = jnp.max(lengths)
             key_block = math.gcd(cache.capacity, key_block)
+        x = constrain(self.embed.encode(tokens).astype(self.dtype), "hidden")
+        cos, sin = rope_tables(inverse_frequencies(self.config), positions, self.dtype)
         layers_def, layers_state = nnx.split(self.layers)
 
         def layer_step(h, xs):
             layer_state, layer = xs
             # The cache enters every layer whole (read-only); attention slices what it reads.
-            cached = CacheRead(cache.k, cache.v, layer, visible, cache.length) if reads_cache else None
+            cached = CacheRead(cache.k, cache.v, layer, lengths, reach) if reads_cache else None
             h, k, v = nnx.merge(layers_def, layer_state)(h, cos, sin, mask, cached, key_block)
             # New keys/values leave the scan as outputs, written into the cache after it.
             return constrain(h, "hidden"), (None if cache is None else (k, v))
@@ -214,7 +216,7 @@ class Transformer(nnx.Module):
         layer_ids = jnp.arange(self.config.num_layers, dtype=jnp.int32)
         x, new_kv = jax.lax.scan(layer_step, x, (layers_state, layer_ids))
         if cache is not None:
-            cache = cache.append(*new_kv, input_mask)
+            cache = cache.write(*new_kv)
         return self.final_norm(x), cache
 
     def logits(self, hidden: jax.Array) -> jax.Array:
@@ -233,5 +235,5 @@ class Transformer(nnx.Module):
 
 def left_padded_positions(input_mask: jax.Array) -> jax.Array:
     """int32 positions [B, T] for left-padded rows: 0, 1, ... from each row's first real token,
-    as transformers' `generate` numbers them (pads get 0; no query sees them)."""
+    as transformers numbers them (pads get 0; no query sees them)."""
     return jnp.maximum(jnp.cumsum(input_mask.astype(jnp.int32), axis=-1) - 1, 0)

@@ -31,3 +31,9 @@ def cache_bucket(slots: int) -> int:
 def batch_bucket(rows: int, unit: int, max_batch: int) -> int:
     """Padded batch size: a multiple of `unit` (the mesh's data x fsdp size), at most `max_batch`."""
     return min(unit * ladder_bucket(-(-rows // unit)), max_batch)
+
+
+def rows_bucket(running: int, slots: int) -> int:
+    """Rows a decode step runs over when slots [0, running) are the ones in use: a power of two,
+    at least 2 (a one-row matmul takes another kernel on CPU, with other rounding), at most `slots`."""
+    return min(slots, max(2, 1 << max(0, running - 1).bit_length()))

@@ -1,16 +1,18 @@
-"""`Sampler`: batched generation for every rollout of self-play and for evaluation.
+"""`Sampler`: generation for every rollout of self-play and for evaluation.
 
-One call takes prompts of any lengths (proposer and solver prompts mixed) and returns, for each
-sample, its tokens, text, per-token logprobs and why it stopped. Internally the request is cut
-into batches of at most `max_batch` rows (longest prompts first, so a batch's prompts have
-similar lengths and little padding), each padded to shape buckets (`buckets.py`), prefilled
-once per unique prompt and decoded on device (`engine.py`).
+`Sampler.stream()` opens a continuous-batching stream (stream.py): requests of any prompt
+length, `max_new_tokens`, n, temperature, top-p/top-k and stop ids join the decode whenever they
+are submitted, and leave it as soon as they finish. `Sampler.generate(prompts, params)` is one
+stream over a list of prompts, returned prompt-major.
+
+The sampler owns the decode slots (`max_batch` rows of KV cache, engine.py). They are allocated
+when a stream first needs them, sized to the longest request seen (grown when a longer one
+comes), kept between streams and freed by `release()`.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,37 +24,19 @@ from flax import nnx
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from azr_jax.device_memory import device_free_bytes, size
 from azr_jax.errors import ConfigError, SamplingError
+from azr_jax.model.kv_cache import KVCache
 from azr_jax.model.sharding import activation_sharding
 from azr_jax.model.tokenizer import eos_token_ids as folder_eos_token_ids
 from azr_jax.model.transformer import Transformer
-from azr_jax.sampling.buckets import batch_bucket, cache_bucket, prompt_bucket
-from azr_jax.sampling.engine import (CACHE_FULL, FINISH_REASONS, LENGTH, Engine, PrefillInputs,
-                                     TokenChoice)
-from azr_jax.sampling.filtering import Selection
+from azr_jax.sampling.engine import DecodeControls, Engine, PrefillInputs, SlotState
 from azr_jax.sampling.params import SamplingParams
-
-STOP_IDS_BUCKET = 8
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One generated continuation."""
-
-    prompt_index: int  # index of its prompt in the `generate` call
-    tokens: np.ndarray  # int32 [length]: generated ids, a final stop token included
-    logprobs: np.ndarray  # float32 [length]: log_softmax(logits / T) of each token (T = 1 if greedy)
-    text: str | None  # decoded with skip_special_tokens=True (None without a tokenizer)
-    finish_reason: str  # "stop" | "length" (max_new_tokens) | "cache_full" (max_length reached)
-
-    @property
-    def length(self) -> int:
-        return len(self.tokens)
-
+from azr_jax.sampling.stream import Sample, Stream
 
 @dataclass(frozen=True)
 class SampleBatch:
-    """The samples of one call, prompt-major: prompt 0's n samples, then prompt 1's, ..."""
+    """The samples of one `generate` call, prompt-major: prompt 0's n samples, then prompt 1's, ..."""
 
     samples: tuple[Sample, ...]
     samples_per_prompt: int
@@ -75,22 +59,23 @@ class SampleBatch:
 class Sampler:
     """Generates continuations of token-id prompts with a model's *current* parameters.
 
-    The model is read at every call (`nnx.split`), so parameter updates made in place between
-    calls (e.g. `nnx.update(model, new_params)` by the learner) are used at once, without a
-    copy and without recompiling.
+    The model is read at every program call (`nnx.split`), so parameter updates made in place
+    (e.g. `nnx.update(model, new_params)` by the learner) are used at once, without a copy and
+    without recompiling.
 
     Args:
       model: the decoder; with `mesh`, its parameters already sharded on that mesh.
       tokenizer: decodes the samples' text; None leaves `Sample.text` None (then `eos_token_ids`
         must be given).
-      mesh: a (data, fsdp, tensor) mesh: rows are split over data x fsdp, heads over tensor.
-      max_batch: most rows (samples) decoded at once; a multiple of the mesh's data x fsdp size.
+      mesh: a (data, fsdp, tensor) mesh: slots are split over data x fsdp, heads over tensor.
+      max_batch: decode slots, the most samples decoded at once; a multiple of the mesh's
+        data x fsdp size.
       eos_token_ids: ids that end a sample; default: the model folder's generation_config.json
         (found through the tokenizer's folder), else the tokenizer's eos token.
       max_length: most tokens (prompt + generated) a sample may reach; a sample stopped by it
         finishes with "cache_full". Default: the model's max_position_embeddings.
-      key_block: cache slots per block read by the decode attention (its cost follows the live
-        length in steps of this size); a value >= the cache capacity reads the whole cache.
+      key_block: cache positions per block read by the decode attention (its cost follows the
+        longest live row in steps of this size).
     """
 
     def __init__(self, model: Transformer, tokenizer: Any | None, mesh: Mesh | None = None, *,
@@ -114,111 +99,142 @@ class Sampler:
                 raise ConfigError("eos_token_ids must be given when there is no tokenizer (() for none)")
             eos_token_ids = _default_eos_ids(tokenizer)
         self.eos_token_ids = tuple(int(t) for t in eos_token_ids)
-        self._check_ids("eos token id", self.eos_token_ids)
+        self.check_ids("eos token id", self.eos_token_ids)
+        self.engine = compiled_engine(nnx.graphdef(model), mesh, key_block)
+        self.state: SlotState | None = None
+        self._stream: Stream | None = None
+        self.seed_shape = jax.random.key_data(jax.random.key(0)).shape
+
+    # -- the public API ---------------------------------------------------------------------
+
+    def stream(self) -> Stream:
+        """A new continuous-batching stream over this sampler's slots (one open at a time)."""
+        if self._stream is not None:
+            raise SamplingError("this sampler already has an open stream: close it first")
+        self._stream = Stream(self)
+        return self._stream
 
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> SampleBatch:
-        """`params.n` samples of every prompt (lists of token ids, of any lengths)."""
+        """`params.n` samples of every prompt (lists of token ids, of any lengths), prompt-major.
+        Prompt i is request i of one stream, so its samples do not depend on the other prompts."""
         if not isinstance(params, SamplingParams):
             raise SamplingError(f"params must be a SamplingParams, got {type(params).__name__}")
-        prompts = self._checked_prompts(prompts)
-        self._check_ids("stop token id", params.stop_token_ids)
-        if not prompts:
-            return SampleBatch((), params.n)
-        graphdef, state = nnx.split(self.model)
-        engine = compiled_engine(graphdef, self.mesh, self.key_block)
-        selection = Selection.of(params, self.model.config.vocab_size)
-        stops = sorted(set(self.eos_token_ids) | set(params.stop_token_ids))
-        stop_ids = np.full(STOP_IDS_BUCKET * max(1, math.ceil(len(stops) / STOP_IDS_BUCKET)), -1, np.int32)
-        stop_ids[:len(stops)] = stops
-        choice = TokenChoice(temperature=self._put(np.float32(params.temperature)),
-                             top_p=self._put(np.float32(params.top_p)), stop_ids=self._put(stop_ids))
-        seed = self._put(np.asarray(jax.random.key_data(_seed_key(params.seed))))
-
-        # Longest prompts first: a batch then holds prompts of similar lengths (little padding).
-        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-        rows = [(i, j) for i in order for j in range(params.n)]
-        outputs = {}
-        for batch in _even_chunks(rows, self.max_batch):
-            outputs.update(self._run_batch(engine, state, prompts, batch, params, choice, seed, selection))
-
-        keys = [(i, j) for i in range(len(prompts)) for j in range(params.n)]
-        texts = (self.tokenizer.batch_decode([outputs[k][0].tolist() for k in keys], skip_special_tokens=True)
-                 if self.tokenizer is not None else [None] * len(keys))
-        samples = tuple(Sample(prompt_index=i, tokens=outputs[(i, j)][0], logprobs=outputs[(i, j)][1], text=text,
-                               finish_reason=outputs[(i, j)][2]) for (i, j), text in zip(keys, texts))
-        return SampleBatch(samples, params.n)
-
-    def _run_batch(self, engine: Engine, state: nnx.State, prompts: list[np.ndarray], batch: list[tuple[int, int]],
-                   params: SamplingParams, choice: TokenChoice, seed: jax.Array,
-                   selection: Selection) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray, str]]:
-        """Prefill + decode of one batch of (prompt index, sample index) rows."""
-        unique: dict[bytes, int] = {}  # identical prompts share one prefill row
-        rows = np.zeros(batch_bucket(len(batch), self.unit, self.max_batch), np.int32)
-        for r, (i, _) in enumerate(batch):
-            rows[r] = unique.setdefault(prompts[i].tobytes(), len(unique))
-        unique_prompts = [np.frombuffer(b, np.int32) for b in unique]
-        padded_len = prompt_bucket(max(len(p) for p in unique_prompts))
-        tokens = np.zeros((batch_bucket(len(unique_prompts), self.unit, self.max_batch), padded_len), np.int32)
-        mask = np.zeros(tokens.shape, bool)
-        for u, p in enumerate(unique_prompts):
-            tokens[u, padded_len - len(p):], mask[u, padded_len - len(p):] = p, True
-
-        num_rows = len(rows)
-        prompt_index, sample_index = np.zeros(num_rows, np.int32), np.zeros(num_rows, np.int32)
-        limits, limit_reasons = np.zeros(num_rows, np.int32), np.full(num_rows, LENGTH, np.int32)
-        for r, (i, j) in enumerate(batch):
-            room = self.max_length - len(prompts[i])
-            prompt_index[r], sample_index[r] = i, j
-            limits[r] = min(params.max_new_tokens, room)
-            limit_reasons[r] = LENGTH if params.max_new_tokens <= room else CACHE_FULL
-        capacity = cache_bucket(padded_len + int(limits.max()))
-
-        inputs = PrefillInputs(
-            tokens=self._put(tokens, "tokens"), mask=self._put(mask, "tokens"), rows=self._put(rows, "rows"),
-            prompt_index=self._put(prompt_index, "rows"), sample_index=self._put(sample_index, "rows"),
-            limits=self._put(limits, "rows"), limit_reasons=self._put(limit_reasons, "rows"), seed=seed)
-        with contextlib.nullcontext() if self.mesh is None else jax.set_mesh(self.mesh):
-            decode_state = engine.prefill(state, inputs, choice, capacity=capacity, selection=selection)
-            decode_state = engine.decode(state, decode_state, choice, selection=selection)
-        out_tokens, out_logprobs, num_tokens, finish = (
-            _fetch(x) for x in (decode_state.tokens, decode_state.logprobs, decode_state.num_tokens,
-                                decode_state.finish))
-        first = padded_len - 1  # column of every row's first generated token
-        return {(i, j): (out_tokens[r, first:first + num_tokens[r]].copy(),
-                         out_logprobs[r, first:first + num_tokens[r]].copy(), FINISH_REASONS[int(finish[r])])
-                for r, (i, j) in enumerate(batch)}
-
-    def _checked_prompts(self, prompts: Sequence[Sequence[int]]) -> list[np.ndarray]:
         if isinstance(prompts, (str, bytes)) or not isinstance(prompts, Sequence):
             raise SamplingError(f"prompts must be a list of token-id lists, got {type(prompts).__name__}")
-        checked = []
-        for i, prompt in enumerate(prompts):
-            if isinstance(prompt, (str, bytes)) or len(prompt) == 0:
-                raise SamplingError(f"prompt {i} is empty or not a token-id list: every prompt needs at "
-                                    "least one token id")
-            array = np.asarray(prompt)
-            if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
-                raise SamplingError(f"prompt {i} must be a flat list of integer token ids, got dtype "
-                                    f"{array.dtype} and shape {array.shape}")
-            if len(array) >= self.max_length:
-                raise SamplingError(f"prompt {i} has {len(array)} tokens, but samples may hold at most "
-                                    f"max_length={self.max_length} tokens (prompt + generated), so a prompt "
-                                    f"may have at most {self.max_length - 1}")
-            vocab = self.model.config.vocab_size
-            bad = np.flatnonzero((array < 0) | (array >= vocab))
-            if len(bad):
-                raise SamplingError(f"prompt {i} holds token id {int(array[bad[0]])} at position {int(bad[0])}, "
-                                    f"outside the model's vocabulary [0, {vocab})")
-            checked.append(array.astype(np.int32))
-        return checked
+        checked = [self.checked_prompt(p, i) for i, p in enumerate(prompts)]
+        self.check_ids("stop token id", params.stop_token_ids)
+        done: dict[int, tuple[Sample, ...]] = {}
+        with self.stream() as stream:
+            # Longest first: prompts admitted together have similar lengths (little prefill padding).
+            for i in sorted(range(len(checked)), key=lambda i: -len(checked[i])):
+                stream.submit(checked[i], params, request_id=i)
+            for completion in stream:
+                done[completion.request.id] = completion.samples
+        return SampleBatch(tuple(s for i in range(len(checked)) for s in done[i]), params.n)
 
-    def _check_ids(self, what: str, ids: Sequence[int]) -> None:
+    def release(self) -> None:
+        """Free the decode slots' memory (the next stream allocates them again)."""
+        if self._stream is not None and not self._stream.done:
+            raise SamplingError("cannot release the decode slots while a stream is decoding")
+        self.state = None
+
+    def cache_bytes(self, capacity: int) -> int:
+        """Bytes one device holds for `max_batch` slots of `capacity` positions (KV cache plus
+        the generated tokens and logprobs)."""
+        config = self.model.config
+        per_position = KVCache.bytes_per_token(config, self.model.dtype)
+        tensor = 1 if self.mesh is None else self.mesh.shape["tensor"]
+        if config.num_kv_heads % tensor == 0:
+            per_position //= tensor
+        return self.max_batch // self.unit * capacity * (per_position + 8)
+
+    def check_fits(self, capacity: int, *, hint: str = "lower max_batch or the prompt and response lengths") -> None:
+        """SamplingError with the numbers if `max_batch` slots of `capacity` positions cannot be
+        allocated now (beside what the device already holds)."""
+        need = self.cache_bytes(capacity)
+        free = device_free_bytes()
+        if self.state is not None:
+            free = None if free is None else free + self.cache_bytes(self.state.capacity)
+        if free is not None and need > free:
+            raise SamplingError(
+                f"the decode slots do not fit in device memory: {self.max_batch} slots x {capacity} positions need "
+                f"{size(need)} per device ({size(need // (self.max_batch // self.unit) // capacity)} per position "
+                f"and slot), the device has {size(free)} free; {hint}")
+
+    # -- used by streams --------------------------------------------------------------------
+
+    def stream_closed(self, stream: Stream) -> None:
+        if self._stream is stream:
+            self._stream = None
+
+    def ensure_state(self, capacity: int, stop_width: int) -> None:
+        """Slots with room for `capacity` positions and `stop_width` stop ids: allocated, or grown
+        (keeping what the slots hold)."""
+        state = self.state
+        if state is not None and state.capacity >= capacity and state.stop_ids.shape[1] >= stop_width:
+            return
+        if state is None:
+            self.check_fits(capacity)
+            self.state = self.engine.init_state(self.model, self.max_batch, capacity, stop_width)
+        else:
+            capacity = max(capacity, state.capacity)
+            self.check_fits(capacity)
+            self.state = self.engine.grow(state, capacity, max(stop_width, state.stop_ids.shape[1]))
+
+    def prefill(self, inputs: PrefillInputs, *, kind: int) -> None:
+        with self._mesh_context():
+            self.state = self.engine.prefill(self._params(), self.state, inputs, kind=kind)
+
+    def decode(self, *, rows: int, kind: int, max_steps: int, exit_after: int) -> None:
+        controls = DecodeControls(max_steps=self.put(np.int32(max_steps)), exit_after=self.put(np.int32(exit_after)))
+        with self._mesh_context():
+            self.state = self.engine.decode(self._params(), self.state, controls, rows=rows, kind=kind)
+
+    def move(self, sources: list[int], targets: list[int]) -> None:
+        src, dst = np.zeros(self.max_batch, np.int32), np.zeros(self.max_batch, np.int32)
+        src[:len(sources)], dst[:len(targets)] = sources, targets
+        with self._mesh_context():
+            self.state = self.engine.move(self.state, self.put(src), self.put(dst), self.put(np.int32(len(sources))))
+
+    def take_rows(self, slots: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The generated tokens and logprobs of some slots, on the host."""
+        index = np.zeros(1 << max(0, len(slots) - 1).bit_length(), np.int32)  # few shapes
+        index[:len(slots)] = slots
+        with self._mesh_context():
+            tokens, logprobs = _take_rows(self.state.tokens, self.state.logprobs, self.put(index))
+        return self.fetch(tokens)[:len(slots)], self.fetch(logprobs)[:len(slots)]
+
+    def texts(self, token_lists: list[np.ndarray]) -> list[str | None]:
+        if self.tokenizer is None:
+            return [None] * len(token_lists)
+        return self.tokenizer.batch_decode([t.tolist() for t in token_lists], skip_special_tokens=True)
+
+    def checked_prompt(self, prompt: Sequence[int], index: int) -> np.ndarray:
+        if isinstance(prompt, (str, bytes)) or not hasattr(prompt, "__len__") or len(prompt) == 0:
+            raise SamplingError(f"prompt {index} is empty or not a token-id list: every prompt needs at "
+                                "least one token id")
+        array = np.asarray(prompt)
+        if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+            raise SamplingError(f"prompt {index} must be a flat list of integer token ids, got dtype "
+                                f"{array.dtype} and shape {array.shape}")
+        if len(array) >= self.max_length:
+            raise SamplingError(f"prompt {index} has {len(array)} tokens, but samples may hold at most "
+                                f"max_length={self.max_length} tokens (prompt + generated), so a prompt "
+                                f"may have at most {self.max_length - 1}")
+        vocab = self.model.config.vocab_size
+        bad = np.flatnonzero((array < 0) | (array >= vocab))
+        if len(bad):
+            raise SamplingError(f"prompt {index} holds token id {int(array[bad[0]])} at position {int(bad[0])}, "
+                                f"outside the model's vocabulary [0, {vocab})")
+        return array.astype(np.int32)
+
+    def check_ids(self, what: str, ids: Sequence[int]) -> None:
         vocab = self.model.config.vocab_size
         for token in ids:
             if not 0 <= token < vocab:
                 raise SamplingError(f"{what} {token} is outside the model's vocabulary [0, {vocab})")
 
-    def _put(self, x: np.ndarray, kind: str | None = None) -> jax.Array | np.ndarray:
+    def put(self, x: np.ndarray, kind: str | None = None) -> jax.Array | np.ndarray:
         """A host array as a jit input: as is on one device; placed in its sharding on a mesh
         (`kind` names its activation axes; None = replicated), which also works multi-process."""
         if self.mesh is None:
@@ -227,6 +243,21 @@ class Sampler:
         sharding = (NamedSharding(self.mesh, PartitionSpec()) if kind is None
                     else activation_sharding(self.mesh, kind, x.shape))
         return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    @staticmethod
+    def fetch(x: jax.Array) -> np.ndarray:
+        return np.asarray(x if x.is_fully_addressable else multihost_utils.process_allgather(x, tiled=True))
+
+    def _params(self) -> nnx.State:
+        return nnx.state(self.model)
+
+    def _mesh_context(self):
+        return contextlib.nullcontext() if self.mesh is None else jax.set_mesh(self.mesh)
+
+
+@jax.jit
+def _take_rows(tokens: jax.Array, logprobs: jax.Array, index: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return tokens[index], logprobs[index]
 
 
 @functools.lru_cache(maxsize=16)
@@ -242,21 +273,3 @@ def _default_eos_ids(tokenizer: Any) -> list[int]:
     if not ids and getattr(tokenizer, "eos_token_id", None) is not None:
         ids = [tokenizer.eos_token_id]
     return ids
-
-
-def _seed_key(seed: int) -> jax.Array:
-    """A PRNG key for a 63-bit seed (jax.random.key keeps only 32 bits without jax_enable_x64)."""
-    return jax.random.fold_in(jax.random.key(seed & 0xFFFFFFFF), seed >> 32)
-
-
-def _even_chunks(rows: list, max_size: int) -> Iterator[list]:
-    """Consecutive chunks of at most max_size, as even as possible (fewer distinct shapes)."""
-    count = math.ceil(len(rows) / max_size)
-    size = math.ceil(len(rows) / count)
-    for start in range(0, len(rows), size):
-        yield rows[start:start + size]
-
-
-def _fetch(x: jax.Array) -> np.ndarray:
-    return np.asarray(x if x.is_fully_addressable else multihost_utils.process_allgather(x, tiled=True))
-

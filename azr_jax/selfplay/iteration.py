@@ -3,25 +3,27 @@
 Order (docs/reference.md §11, with the project decisions):
   1. build the proposer and solver prompts of every task type from the buffers as they are at
      the start of the step;
-  2. sample every proposal in one sampler call;
-  3. validate the proposals in the executor             | while the device samples the solver batch;
-  4. sample n learnability rollouts per valid proposal  | while the executor scores the solver batch;
-  5. score the learnability rollouts, compute both roles' rewards, grow the buffers;
-  6. TRR++ advantages per (task type x role) group -> the sequences of one update.
-Host work runs on one background thread, overlapping the device's sampling. What differs between
-task types is asked of the task type (selfplay/task_types); this module never branches on one.
+  2. sample everything in one continuous-batching stream (sampling/stream.py): the proposals and
+     the solver tasks join it at once; each proposal is validated in the executor as soon as it
+     is complete, and the n learnability rollouts of a valid one join the running stream at
+     once; solutions and rollouts are scored as they complete. The host work runs between
+     decode chunks, while the device decodes the next one;
+  3. compute both roles' rewards, grow the buffers;
+  4. TRR++ advantages per (task type x role) group -> the sequences of one update.
+Every request's randomness is keyed by (step, its kind, its index), so what is sampled does not
+depend on when the stream scheduled it. What differs between task types is asked of the task type
+(selfplay/task_types); this module never branches on one.
 
-The policy is anything with the sampler's `generate(prompts, params)`; tests drive the loop with
-a scripted policy through the same interface.
+The policy is anything with the sampler's `stream()` and `generate(prompts, params)`; tests drive
+the loop with a scripted policy through the same interface.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
 import time
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
 import numpy as np
@@ -40,7 +42,12 @@ log = logging.getLogger(__name__)
 
 
 class Policy(Protocol):
+    def stream(self) -> Any: ...  # a sampling.Stream
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> Sequence[Any]: ...
+
+
+# The three kinds of request of a step; each draws its randomness from its own seed.
+PROPOSAL, SOLUTION, ROLLOUT = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -159,31 +166,23 @@ class SelfPlay:
 
     # -- sampling ---------------------------------------------------------------------------
 
+    def _params(self, *, n: int, seed: int) -> SamplingParams:
+        r = self.rollout
+        return SamplingParams(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
+                              top_k=r.top_k, n=n, seed=seed)
+
+    def _response(self, job: Job, sample: Any) -> Response:
+        generation = generation_text(job.prompt.opening, sample.text)
+        return Response(list(sample.tokens), np.asarray(sample.logprobs, np.float32), generation,
+                        extract_answer(generation, require_tag=self.azr.reward.require_answer_tag))
+
     def sample(self, jobs: Sequence[Job], *, n: int, seed: int) -> list[Response]:
         """n responses per job, job-major, parsed for their answers."""
         if not jobs:
             return []
-        r = self.rollout
-        params = SamplingParams(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
-                                top_k=r.top_k, n=n, seed=seed)
         log.info("sampling %d prompts x %d (longest prompt %d tokens)", len(jobs), n, max(len(j.ids) for j in jobs))
-        samples = self.policy.generate([j.ids for j in jobs], params)
-        require_tag = self.azr.reward.require_answer_tag
-        responses = []
-        for s in samples:
-            generation = generation_text(jobs[s.prompt_index].prompt.opening, s.text)
-            responses.append(Response(list(s.tokens), np.asarray(s.logprobs, np.float32), generation,
-                                       extract_answer(generation, require_tag=require_tag)))
-        return responses
-
-    def _sample_by_task(self, jobs: dict[TaskType, list[Job]], *, n: int, seed: int) -> dict[TaskType, list[Response]]:
-        """Every task type's jobs in one sampler call, the responses handed back per type."""
-        flat = self.sample([j for t in self.task_types for j in jobs[t]], n=n, seed=seed)
-        out, offset = {}, 0
-        for t in self.task_types:
-            out[t] = flat[offset:offset + len(jobs[t]) * n]
-            offset += len(jobs[t]) * n
-        return out
+        samples = self.policy.generate([j.ids for j in jobs], self._params(n=n, seed=seed))
+        return [self._response(jobs[s.prompt_index], s) for s in samples]
 
     def _sampling_seed(self, step: int, call: int) -> int:
         return int(np.random.SeedSequence([self.seed, step, call]).generate_state(1)[0])
@@ -202,29 +201,42 @@ class SelfPlay:
     def _formatted(self, response: Response) -> bool:
         return format_ok(response.generation) or not self.azr.reward.format_reward
 
-    def _solve_rates(self, checks: dict[TaskType, list[ProposalCheck]], seed: int, timer: _Timer
-                     ) -> tuple[dict[TaskType, dict[int, float]], list[Response]]:
-        """Learnability: n sampled solver rollouts of every valid proposal whose solver prompt
-        fits the learnability budget; {task: {proposal index: solve rate}} and the rollouts."""
+    def _rollout(self, step: int, propose: dict[TaskType, list[Job]], solve: dict[TaskType, list[Job]],
+                 timer: _Timer) -> "_Rollout":
+        """Every sample of the step in one stream (see the module docstring), scored as it completes."""
+        out = _Rollout(self.task_types, propose, solve)
+        seeds = [self._sampling_seed(step, kind) for kind in (PROPOSAL, SOLUTION, ROLLOUT)]
         n = self.azr.learnability_samples
-        jobs: dict[TaskType, list[Job]] = {t: [] for t in self.task_types}
-        index: dict[TaskType, list[int]] = {t: [] for t in self.task_types}
-        for t in self.task_types:
-            for i, check in enumerate(checks[t]):
-                if check.valid:
-                    job = self.job(self.template.wrap(t.solve_prompt(check.record)), check.record)
-                    if len(job.ids) <= self.rollout.max_learnability_prompt_tokens:
-                        jobs[t].append(job)
-                        index[t].append(i)
-        with timer("sample_learnability"):
-            rollouts = self._sample_by_task(jobs, n=n, seed=seed)
-        rates = {}
-        with timer("score_learnability"):
-            for t in self.task_types:
-                repeated = [job for job in jobs[t] for _ in range(n)]
-                acc = self.accuracies(t, repeated, rollouts[t]) if repeated else []
-                rates[t] = {i: solve_rate(acc[k * n:(k + 1) * n], n_samples=n) for k, i in enumerate(index[t])}
-        return rates, [r for t in self.task_types for r in rollouts[t]]
+        proposals = [(t, i) for t in self.task_types for i in range(len(propose[t]))]
+        solutions = [(t, i) for t in self.task_types for i in range(len(solve[t]))]
+        log.info("step %d: sampling %d proposals and %d solutions, and %d rollouts per valid proposal", step,
+                 len(proposals), len(solutions), n)
+        with self.policy.stream() as stream:
+            for k, (t, i) in enumerate(proposals):
+                stream.submit(propose[t][i].ids, self._params(n=1, seed=seeds[PROPOSAL]), request_id=k,
+                              tag=(PROPOSAL, t, i, k))
+            for k, (t, i) in enumerate(solutions):
+                stream.submit(solve[t][i].ids, self._params(n=1, seed=seeds[SOLUTION]), request_id=k,
+                              tag=(SOLUTION, t, i, k))
+            while not stream.done:
+                completed: dict[tuple[int, TaskType], list] = defaultdict(list)
+                for completion in stream.step():
+                    kind, t, i, k = completion.request.tag
+                    completed[(kind, t)].append((i, k, completion.samples))
+                for (kind, t), items in sorted(completed.items(), key=lambda kv: kv[0][0]):
+                    if kind == PROPOSAL:
+                        with timer("validate_proposals"):
+                            valid = out.check_proposals(self, t, items)
+                        for i, k, job in valid:   # their learnability rollouts join the stream now
+                            stream.submit(job.ids, self._params(n=n, seed=seeds[ROLLOUT]), request_id=k,
+                                          tag=(ROLLOUT, t, i, k))
+                    elif kind == SOLUTION:
+                        with timer("score_solutions"):
+                            out.score_solutions(self, t, items)
+                    else:
+                        with timer("score_learnability"):
+                            out.score_rollouts(self, t, items)
+        return out
 
     # -- the iteration ----------------------------------------------------------------------
 
@@ -235,18 +247,10 @@ class SelfPlay:
             propose = {t: self.proposer_jobs(t, rng) for t in self.task_types}
             solve = {t: self.solver_jobs(t, rng, step) for t in self.task_types}
 
-        with ThreadPoolExecutor(max_workers=1) as host:
-            with timer("sample_proposals"):
-                proposals = self._sample_by_task(propose, n=1, seed=self._sampling_seed(step, 0))
-            validation = host.submit(timer.timed, "validate_proposals", lambda: {
-                t: self.check_proposals(t, propose[t], proposals[t]) for t in self.task_types})
-            with timer("sample_solutions"):
-                solutions = self._sample_by_task(solve, n=1, seed=self._sampling_seed(step, 1))
-            scoring = host.submit(timer.timed, "score_solutions", lambda: {
-                t: self.accuracies(t, solve[t], solutions[t]) for t in self.task_types})
-            checks = validation.result()
-            rates, rollouts = self._solve_rates(checks, self._sampling_seed(step, 2), timer)
-            accuracies = scoring.result()
+        with timer("rollout"):
+            rollout = self._rollout(step, propose, solve, timer)
+        proposals, checks, rates = rollout.proposals, rollout.checks, rollout.rates
+        solutions, accuracies = rollout.solutions, rollout.accuracies
 
         metrics: dict[str, float] = {}
         episodes: list[Episode] = []
@@ -261,7 +265,7 @@ class SelfPlay:
 
         sequences, records = self._advantages(episodes, metrics)
         generated = sum(len(r.ids) for by_task in (proposals, solutions) for rs in by_task.values() for r in rs)
-        generated += sum(len(r.ids) for r in rollouts)
+        generated += sum(len(r.ids) for rs in rollout.rollouts.values() for r in rs)
         metrics.update({f"time/{k}_s": v for k, v in timer.seconds.items()})
         metrics["time/selfplay_s"] = time.perf_counter() - start
         metrics["rollout/generated_tokens"] = float(generated)
@@ -327,6 +331,61 @@ class SelfPlay:
                     "prompt_tokens": len(e.job.ids), "response_tokens": len(e.response.ids), "reward": float(e.reward), "advantage": float(a),
                     **e.outcome} for e, a in zip(trained, advantages)]
         return sequences, records
+
+
+@dataclass
+class _Rollout:
+    """What one step's stream produced, per task type, in job order."""
+
+    task_types: list[TaskType]
+    propose: dict[TaskType, list[Job]]
+    solve: dict[TaskType, list[Job]]
+    proposals: dict[TaskType, list[Response]] = field(default_factory=dict)
+    checks: dict[TaskType, list[ProposalCheck]] = field(default_factory=dict)
+    rates: dict[TaskType, dict[int, float]] = field(default_factory=dict)  # proposal index -> solve rate
+    rollouts: dict[TaskType, list[Response]] = field(default_factory=dict)
+    solutions: dict[TaskType, list[Response]] = field(default_factory=dict)
+    accuracies: dict[TaskType, list[float]] = field(default_factory=dict)
+    learn_jobs: dict[tuple[TaskType, int], Job] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for t in self.task_types:
+            self.proposals[t] = [None] * len(self.propose[t])
+            self.checks[t] = [None] * len(self.propose[t])
+            self.solutions[t] = [None] * len(self.solve[t])
+            self.accuracies[t] = [None] * len(self.solve[t])
+            self.rates[t], self.rollouts[t] = {}, []
+
+    def check_proposals(self, sp: "SelfPlay", t: TaskType, items: list) -> list[tuple[int, int, Job]]:
+        """Validate completed proposals; the learnability jobs (index, request id, job) of the valid
+        ones whose solver prompt fits the learnability budget."""
+        jobs = [self.propose[t][i] for i, _, _ in items]
+        responses = [sp._response(job, samples[0]) for job, (_, _, samples) in zip(jobs, items)]
+        learn = []
+        for (i, k, _), response, check in zip(items, responses, sp.check_proposals(t, jobs, responses)):
+            self.proposals[t][i], self.checks[t][i] = response, check
+            if check.valid:
+                job = sp.job(sp.template.wrap(t.solve_prompt(check.record)), check.record)
+                if len(job.ids) <= sp.rollout.max_learnability_prompt_tokens:
+                    self.learn_jobs[(t, i)] = job
+                    learn.append((i, k, job))
+        return learn
+
+    def score_solutions(self, sp: "SelfPlay", t: TaskType, items: list) -> None:
+        jobs = [self.solve[t][i] for i, _, _ in items]
+        responses = [sp._response(job, samples[0]) for job, (_, _, samples) in zip(jobs, items)]
+        for (i, _, _), response, accuracy in zip(items, responses, sp.accuracies(t, jobs, responses)):
+            self.solutions[t][i], self.accuracies[t][i] = response, accuracy
+
+    def score_rollouts(self, sp: "SelfPlay", t: TaskType, items: list) -> None:
+        """Learnability: the solve rate of each proposal's n rollouts."""
+        n = sp.azr.learnability_samples
+        jobs = [self.learn_jobs[(t, i)] for i, _, _ in items for _ in range(n)]
+        responses = [sp._response(job, sample) for job, sample in zip(jobs, (s for _, _, ss in items for s in ss))]
+        accuracies = sp.accuracies(t, jobs, responses)
+        for m, (i, _, _) in enumerate(items):
+            self.rates[t][i] = solve_rate(accuracies[m * n:(m + 1) * n], n_samples=n)
+        self.rollouts[t] += responses
 
 
 def _mean(values) -> float:

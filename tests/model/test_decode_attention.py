@@ -1,5 +1,6 @@
-"""The blocked decode attention: equal to the dense attention, and it never reads cache blocks at
-or after the filled length (so its cost follows the live length, not the capacity)."""
+"""The blocked decode attention: equal to the dense attention for rows of different lengths, and it
+never reads cache blocks at or after the longest row (so its cost follows the live lengths, not
+the capacity)."""
 from __future__ import annotations
 
 import jax
@@ -13,63 +14,76 @@ from azr_jax.model.attention import CacheRead, attention, decode_attention
 LAYERS, BATCH, KV_HEADS, HEADS, CAPACITY, HEAD_DIM = 2, 3, 2, 6, 64, 8
 
 
-def _inputs(length: int, seed: int = 0):
+def _inputs(lengths: list[int], seed: int = 0):
     rng = np.random.RandomState(seed)
     k = rng.randn(LAYERS, BATCH, KV_HEADS, CAPACITY, HEAD_DIM).astype(np.float32)
     v = rng.randn(LAYERS, BATCH, KV_HEADS, CAPACITY, HEAD_DIM).astype(np.float32)
-    valid = np.ones((BATCH, CAPACITY), bool)
-    valid[1, :5] = False  # a left-padded row
-    valid[2, :length] = False  # a row that sees no cache slot at all
-    visible = valid & (np.arange(CAPACITY) < length)[None]
     q = rng.randn(BATCH, 1, HEADS, HEAD_DIM).astype(np.float32)
     k_new = rng.randn(BATCH, KV_HEADS, 1, HEAD_DIM).astype(np.float32)
     v_new = rng.randn(BATCH, KV_HEADS, 1, HEAD_DIM).astype(np.float32)
-    return q, k, v, visible, k_new, v_new
+    lengths = np.asarray(lengths, np.int32)
+    cached = CacheRead(jnp.asarray(k), jnp.asarray(v), jnp.int32(1), jnp.asarray(lengths), jnp.int32(lengths.max()))
+    return q, k, v, k_new, v_new, lengths, cached
 
 
-@pytest.mark.parametrize("length, block", [(37, 8), (37, 16), (37, 64), (0, 8), (64, 16), (1, 32)])
-def test_blocked_decode_equals_dense_attention(length, block):
-    q, k, v, visible, k_new, v_new = _inputs(length)
-    layer = jnp.int32(1)
-    cached = CacheRead(jnp.asarray(k), jnp.asarray(v), layer, jnp.asarray(visible), jnp.int32(length))
-    new_block = (jnp.asarray(k_new), jnp.asarray(v_new), jnp.ones((BATCH, 1, 1), bool))
-    dense = attention(jnp.asarray(q), [cached.layer_block(1), new_block], 0.3)
+def _dense(q, k, v, k_new, v_new, lengths):
+    """Plain attention over each row's first `lengths[b]` positions of layer 1 and its new key."""
+    keys = np.concatenate([k[1], k_new], axis=2)
+    values = np.concatenate([v[1], v_new], axis=2)
+    mask = np.concatenate([np.arange(CAPACITY)[None] < lengths[:, None], np.ones((BATCH, 1), bool)], axis=1)
+    return attention(jnp.asarray(q), jnp.asarray(keys), jnp.asarray(values), jnp.asarray(mask[:, None, :]), 0.3)
+
+
+@pytest.mark.parametrize("lengths, block", [([37, 5, 0], 8), ([37, 37, 12], 16), ([37, 64, 1], 64),
+                                            ([0, 0, 0], 8), ([64, 63, 64], 16), ([1, 2, 3], 32)])
+def test_blocked_decode_equals_dense_attention(lengths, block):
+    q, k, v, k_new, v_new, lengths, cached = _inputs(lengths)
     blocked = decode_attention(jnp.asarray(q), cached, jnp.asarray(k_new), jnp.asarray(v_new), 0.3, block)
-    np.testing.assert_allclose(np.asarray(blocked), np.asarray(dense), atol=2e-6, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(blocked), np.asarray(_dense(q, k, v, k_new, v_new, lengths)),
+                               atol=2e-6, rtol=1e-5)
 
 
-def test_blocks_past_the_length_are_never_read():
-    """NaN in every block after the last filled one: the result stays finite and unchanged."""
-    length, block = 20, 8  # blocks 0-2 are read; slots 24.. belong to unread blocks
-    q, k, v, visible, k_new, v_new = _inputs(length)
-    args = lambda k, v: (jnp.asarray(q), CacheRead(jnp.asarray(k), jnp.asarray(v), jnp.int32(0),
-                                                   jnp.asarray(visible), jnp.int32(length)),
-                         jnp.asarray(k_new), jnp.asarray(v_new), 0.3, block)
-    clean = np.asarray(decode_attention(*args(k, v)))
+def test_blocks_past_the_longest_row_are_never_read():
+    """NaN in every block after the longest row's last one: the result stays finite and unchanged."""
+    q, k, v, k_new, v_new, lengths, cached = _inputs([20, 3, 11])  # blocks 0-2 of 8 are read
+    run = lambda k, v: np.asarray(decode_attention(  # noqa: E731
+        jnp.asarray(q), cached._replace(k=jnp.asarray(k), v=jnp.asarray(v)), jnp.asarray(k_new),
+        jnp.asarray(v_new), 0.3, 8))
+    clean = run(k, v)
     k[:, :, :, 24:], v[:, :, :, 24:] = np.nan, np.nan
-    np.testing.assert_array_equal(np.asarray(decode_attention(*args(k, v))), clean)
+    np.testing.assert_array_equal(run(k, v), clean)
 
 
 def test_capacity_must_be_a_multiple_of_the_block():
-    q, k, v, visible, k_new, v_new = _inputs(8)
-    cached = CacheRead(jnp.asarray(k), jnp.asarray(v), jnp.int32(0), jnp.asarray(visible), jnp.int32(8))
+    q, k, v, k_new, v_new, lengths, cached = _inputs([8, 8, 8])
     with pytest.raises(ValueError, match="cache capacity 64 is not a multiple of the key block 24"):
         decode_attention(jnp.asarray(q), cached, jnp.asarray(k_new), jnp.asarray(v_new), 0.3, 24)
 
 
-def test_model_decode_step_reads_only_live_blocks(tiny_models):
-    """Through the model: a fresh cache marked empty is not read by the prefill, and a decode
-    step ignores whatever lies in the cache after its length."""
+def test_model_decode_steps_of_rows_at_different_lengths(tiny_models):
+    """Through the model: prompts of 8 and 5 tokens prefilled into an empty cache (right-padded),
+    then decode steps where each row writes and reads at its own length; a step ignores whatever
+    lies in the cache after the longest row, and equals a full forward pass."""
     model = load_hf(tiny_models["qwen3"].path)
-    tokens = jnp.asarray(np.random.RandomState(0).randint(0, 128, (2, 9)), jnp.int32)
-    positions = jnp.broadcast_to(jnp.arange(9), (2, 9))
+    rng = np.random.RandomState(0)
+    tokens = [rng.randint(0, 128, 11).tolist(), rng.randint(0, 128, 8).tolist()]
+    prompt = np.zeros((2, 8), np.int32)
+    prompt[0], prompt[1, :5] = tokens[0][:8], tokens[1][:5]
+    mask = np.arange(8)[None] < np.asarray([[8], [5]])
     cache = KVCache.init(model.config, batch=2, capacity=256)
     assert cache.empty
-    _, cache = model.hidden_states(tokens[:, :8], positions[:, :8], cache=cache)
-    assert not cache.empty and int(cache.length) == 8
-    step = jax.jit(lambda cache: model.logits(model.hidden_states(tokens[:, 8:], positions[:, 8:], cache=cache,
-                                                                  key_block=16)[0]))
-    clean = np.asarray(step(cache))
-    poisoned = cache.replace(k=cache.k.at[:, :, :, 16:].set(jnp.nan), v=cache.v.at[:, :, :, 16:].set(jnp.nan))
-    np.testing.assert_array_equal(np.asarray(step(poisoned)), clean)
-    np.testing.assert_allclose(clean[:, 0], np.asarray(model(tokens))[:, 8], atol=1e-5)
+    _, cache = model.hidden_states(jnp.asarray(prompt), jnp.broadcast_to(jnp.arange(8), (2, 8)),
+                                   input_mask=jnp.asarray(mask), cache=cache)
+    cache = cache.replace(lengths=jnp.asarray([8, 5], jnp.int32), empty=False)
+    step = jax.jit(lambda cache, token: model.hidden_states(token, cache.lengths[:, None], cache=cache, key_block=16))
+    for t in range(3):
+        token = jnp.asarray([[tokens[0][8 + t]], [tokens[1][5 + t]]], jnp.int32)
+        hidden, cache = step(cache, token)
+        clean = np.asarray(model.logits(hidden[:, 0]))
+        poisoned = cache.replace(k=cache.k.at[:, :, :, 16:].set(jnp.nan), v=cache.v.at[:, :, :, 16:].set(jnp.nan))
+        hidden_again, _ = step(poisoned.replace(lengths=cache.lengths - 1), token)
+        np.testing.assert_array_equal(np.asarray(model.logits(hidden_again[:, 0])), clean)
+        for row, length in enumerate((9 + t, 6 + t)):
+            full = np.asarray(model(jnp.asarray([tokens[row][:length]])))[0, -1]
+            np.testing.assert_allclose(clean[row], full, atol=1e-5)
+    assert np.asarray(cache.lengths).tolist() == [11, 8]

@@ -34,16 +34,6 @@ def _forward_fn(graphdef):
     return forward
 
 
-@functools.cache
-def _cached_step_fn(graphdef):
-    @functools.partial(jax.jit, donate_argnames="cache")
-    def step(state, tokens, positions, mask, cache):
-        model = nnx.merge(graphdef, state)
-        hidden, cache = model.hidden_states(tokens, positions, input_mask=mask, cache=cache)
-        return model.logits(hidden), cache
-    return step
-
-
 @pytest.mark.parametrize("name", MODELS)
 def test_logits_match_transformers(tiny_models, name):
     tiny = tiny_models[name]
@@ -75,26 +65,39 @@ def test_left_padded_batch_matches_transformers(tiny_models, name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_cached_forward_equals_full_forward(tiny_models, name):
-    """Left-padded prefill in two chunks, then token-by-token decode, against one full pass."""
+    """Prompts of 12, 7 and 3 tokens prefilled right-padded into an empty cache, then token-by-token
+    decode with every row at its own length, against one full pass per row."""
     model = load_hf(tiny_models[name].path)
     graphdef, state = nnx.split(model)
-    prompt_len, new_tokens = 12, 6
-    tokens, mask = _left_padded_batch(model.config.vocab_size, [12, 7, 3], prompt_len + new_tokens, seed=3)
-    mask[:, prompt_len:] = True  # generated tokens are real for every row
-    positions = np.asarray(left_padded_positions(jnp.asarray(mask)))
-    full = np.asarray(_forward_fn(graphdef)(state, jnp.asarray(tokens), jnp.asarray(positions), jnp.asarray(mask)))
+    lengths, new_tokens, width = [12, 7, 3], 6, 12
+    rng = np.random.RandomState(3)
+    rows = [rng.randint(0, model.config.vocab_size, n + new_tokens) for n in lengths]
+    prompt = np.zeros((3, width), np.int32)
+    for r, n in enumerate(lengths):
+        prompt[r, :n] = rows[r][:n]
+    mask = np.arange(width)[None] < np.asarray(lengths)[:, None]
 
-    step = _cached_step_fn(graphdef)
+    @jax.jit
+    def step(state, tokens, positions, mask, cache):
+        m = nnx.merge(graphdef, state)
+        hidden, cache = m.hidden_states(tokens, positions, input_mask=mask, cache=cache)
+        return m.logits(hidden), cache
+
     cache = KVCache.init(model.config, batch=3, capacity=32)
-    chunks = [(0, 6), (6, prompt_len)] + [(t, t + 1) for t in range(prompt_len, prompt_len + new_tokens)]
-    for start, stop in chunks:
-        logits, cache = step(state, jnp.asarray(tokens[:, start:stop]), jnp.asarray(positions[:, start:stop]),
-                             jnp.asarray(mask[:, start:stop]), cache)
-        chunk_mask = mask[:, start:stop]
-        np.testing.assert_allclose(np.asarray(logits)[chunk_mask], full[:, start:stop][chunk_mask],
-                                   atol=2e-5, rtol=0)
-    assert int(cache.length) == prompt_len + new_tokens
-    np.testing.assert_array_equal(np.asarray(cache.valid)[:, :prompt_len + new_tokens], mask)
+    logits, cache = step(state, jnp.asarray(prompt), jnp.broadcast_to(jnp.arange(width), (3, width)),
+                         jnp.asarray(mask), cache)
+    cache = cache.replace(lengths=jnp.asarray(lengths, jnp.int32))
+    outputs = [[np.asarray(logits)[r, :n]] for r, n in enumerate(lengths)]
+    for t in range(new_tokens):
+        tokens = np.asarray([[rows[r][n + t]] for r, n in enumerate(lengths)], np.int32)
+        logits, cache = step(state, jnp.asarray(tokens), cache.lengths[:, None], jnp.ones((3, 1), bool), cache)
+        for r in range(3):
+            outputs[r].append(np.asarray(logits)[r])
+    for r in range(3):
+        full = np.asarray(_forward_fn(graphdef)(state, jnp.asarray(rows[r][None]),
+                                                jnp.arange(len(rows[r]))[None], jnp.ones((1, len(rows[r])), bool)))
+        np.testing.assert_allclose(np.concatenate(outputs[r]), full[0], atol=2e-5, rtol=0)
+    assert np.asarray(cache.lengths).tolist() == [n + new_tokens for n in lengths]
     assert cache.k.shape == (2, 3, model.config.num_kv_heads, 32, model.config.head_dim)
 
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from azr_jax.sampling.filtering import Selection, select_tokens
+from azr_jax.sampling.filtering import FILTERED, GREEDY, PLAIN, RowChoice, row_kind, select_tokens
 from azr_jax.sampling.params import SamplingParams
 
 DRAWS = 40_000
@@ -37,16 +37,21 @@ def _expected(logits: np.ndarray, temperature: float, top_k: int, top_p: float) 
     return out
 
 
-@functools.partial(jax.jit, static_argnames=("selection",))
-def _draw(logits, keys, temperature, top_p, selection):
-    return select_tokens(jnp.broadcast_to(logits, (keys.shape[0], logits.shape[0])), keys, temperature, top_p,
-                         selection)
+def _choice(params: SamplingParams, rows: int) -> RowChoice:
+    top_k = params.top_k
+    return RowChoice(temperature=jnp.full((rows,), params.temperature, jnp.float32),
+                     top_p=jnp.full((rows,), params.top_p, jnp.float32), top_k=jnp.full((rows,), top_k, jnp.int32))
+
+
+@functools.partial(jax.jit, static_argnames=("kind",))
+def _draw(logits, keys, choice, kind):
+    return select_tokens(jnp.broadcast_to(logits, (keys.shape[0], logits.shape[0])), keys, choice, kind)
 
 
 def _frequencies(logits: np.ndarray, params: SamplingParams):
     keys = jax.random.split(jax.random.key(1234), DRAWS)
-    tokens, logprobs = _draw(jnp.asarray(logits, jnp.float32), keys, jnp.float32(params.temperature),
-                             jnp.float32(params.top_p), Selection.of(params, len(logits)))
+    tokens, logprobs = _draw(jnp.asarray(logits, jnp.float32), keys, _choice(params, DRAWS),
+                             row_kind(params, len(logits)))
     tokens = np.asarray(tokens)
     return np.bincount(tokens, minlength=len(logits)) / DRAWS, tokens, np.asarray(logprobs)
 
@@ -94,17 +99,40 @@ def test_filters_change_the_distribution():
 def test_greedy_takes_the_lowest_id_of_tied_maxima_and_returns_t1_logprobs():
     logits = np.array([[0.0, 2.0, 1.0, 2.0], [3.0, -1.0, 3.0, 0.5]], np.float32)
     keys = jax.random.split(jax.random.key(0), 2)
-    tokens, logprobs = select_tokens(jnp.asarray(logits), keys, jnp.float32(0.0), jnp.float32(1.0),
-                                     Selection.of(SamplingParams(1, temperature=0.0, top_k=1), 4))
-    np.testing.assert_array_equal(np.asarray(tokens), [1, 0])
     expected = logits[[0, 1], [1, 0]] - np.log(np.exp(logits).sum(axis=1))
-    np.testing.assert_allclose(np.asarray(logprobs), expected, atol=1e-6)
+    greedy = _choice(SamplingParams(1, temperature=0.0, top_k=1), 2)
+    for kind in (GREEDY, PLAIN, FILTERED):  # a greedy row is argmax in every program
+        tokens, logprobs = select_tokens(jnp.asarray(logits), keys, greedy, kind)
+        np.testing.assert_array_equal(np.asarray(tokens), [1, 0])
+        np.testing.assert_allclose(np.asarray(logprobs), expected, atol=1e-6)
 
 
-def test_selection_is_static_only_in_its_shape():
-    assert Selection.of(SamplingParams(1, temperature=0.0, top_p=0.5, top_k=3), 10) == Selection(greedy=True)
-    assert Selection.of(SamplingParams(1, top_k=10), 10) == Selection(greedy=False)  # k >= vocab: off
-    assert Selection.of(SamplingParams(1, temperature=0.3, top_p=0.9), 10) == Selection(False, 0, True)
-    # Temperature and top_p values are runtime inputs: one compiled program serves them all.
-    assert Selection.of(SamplingParams(1, temperature=0.3, top_p=0.9), 10) == \
-        Selection.of(SamplingParams(1, temperature=1.5, top_p=0.2), 10)
+def test_a_row_draws_the_same_whatever_program_and_neighbours():
+    """Rows of one batch with their own settings: each row's token equals its draw alone, in the
+    cheapest program that covers it and in the filtering one (plain rows sample unsorted in both)."""
+    rng = np.random.RandomState(0)
+    logits = jnp.asarray(rng.randn(6, 50).astype(np.float32) * 3)
+    keys = jax.random.split(jax.random.key(7), 6)
+    rows = [SamplingParams(1, temperature=0.0), SamplingParams(1, temperature=0.7),
+            SamplingParams(1, temperature=1.3, top_p=0.8), SamplingParams(1, temperature=1.0, top_k=5),
+            SamplingParams(1, temperature=0.5), SamplingParams(1, temperature=2.0, top_k=3, top_p=0.9)]
+    choice = RowChoice(temperature=jnp.asarray([p.temperature for p in rows], jnp.float32),
+                       top_p=jnp.asarray([p.top_p for p in rows], jnp.float32),
+                       top_k=jnp.asarray([p.top_k for p in rows], jnp.int32))
+    mixed, mixed_logprobs = select_tokens(logits, keys, choice, FILTERED)
+    for r, params in enumerate(rows):
+        alone, alone_logprob = select_tokens(logits[r:r + 1], keys[r:r + 1], _choice(params, 1),
+                                             row_kind(params, 50))
+        assert int(alone[0]) == int(mixed[r])
+        np.testing.assert_allclose(float(alone_logprob[0]), float(mixed_logprobs[r]), atol=1e-6)
+    plain_rows = [1, 4]
+    plain, _ = select_tokens(logits[1:5:3], keys[1:5:3], jax.tree.map(lambda x: x[1:5:3], choice), PLAIN)
+    assert np.asarray(plain).tolist() == np.asarray(mixed)[plain_rows].tolist()
+
+
+def test_the_program_kind_is_the_cheapest_that_covers_the_settings():
+    assert row_kind(SamplingParams(1, temperature=0.0, top_p=0.5, top_k=3), 10) == GREEDY
+    assert row_kind(SamplingParams(1, top_k=10), 10) == PLAIN  # k >= vocab: off
+    assert row_kind(SamplingParams(1, temperature=0.3), 10) == PLAIN
+    assert row_kind(SamplingParams(1, temperature=0.3, top_p=0.9), 10) == FILTERED
+    assert row_kind(SamplingParams(1, top_k=3), 10) == FILTERED

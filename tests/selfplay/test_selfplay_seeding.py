@@ -15,10 +15,10 @@ from azr_jax.selfplay.records import IDENTITY_INDUCTION_TASK, ZERO_TRIPLET, read
 from azr_jax.selfplay.task_types import ABDUCTION, DEDUCTION
 from azr_jax.trainer import make_selfplay
 
-from test_selfplay_iteration import ByteTokenizer, _config, executor, sample  # noqa: F401  (the fixture)
+from test_selfplay_iteration import ByteTokenizer, ScriptedSampler, _config, executor, sample  # noqa: F401  (the fixture)
 
 
-class SeedingPolicy:
+class SeedingPolicy(ScriptedSampler):
     """Proposes programs `x + c`, c a function of (prompt, sampling seed, row) as a sampled model's
     response is; with `repeat` c takes 8 values, so proposals repeat. About a third are invalid.
     Blocks sit in the thinking, without any <answer> tag: only the seeding phase's whole-response
