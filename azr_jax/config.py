@@ -42,6 +42,15 @@ class TrainConfig:
     eval: EvalOptions = section(EvalOptions, "benchmarks during training")
 
     def __post_init__(self) -> None:
+        o = self.optim
+        if o.ppo_epochs * o.mini_batches > 1 and o.old_logprobs == "sampler":
+            raise ConfigError("optim.old_logprobs=sampler applies to one update per rollout; with optim.ppo_epochs x "
+                              "optim.mini_batches > 1 the learner recomputes them before the first update")
+        groups = len(self.azr.task_types) * (2 if self.azr.train_propose else 1)
+        micro_batches = groups * self.azr.batch_size // max(1, o.micro_batch_size)
+        if o.mini_batches > micro_batches:
+            raise ConfigError(f"optim.mini_batches ({o.mini_batches}) exceeds the logical micro-batches of an update "
+                              f"({micro_batches} = {groups} groups x azr.batch_size / optim.micro_batch_size)")
         if self.optim.micro_batch_size > self.azr.batch_size:
             raise ConfigError(f"optim.micro_batch_size ({self.optim.micro_batch_size}) must not exceed "
                               f"azr.batch_size ({self.azr.batch_size})")
@@ -49,10 +58,6 @@ class TrainConfig:
             # Micro-batches must not straddle two (task, role) groups (docs/reference.md §8.2).
             raise ConfigError(f"azr.batch_size ({self.azr.batch_size}) must be a multiple of "
                               f"optim.micro_batch_size ({self.optim.micro_batch_size})")
-        if any(b.startswith("cruxeval") for b in self.eval.benchmarks) and self.eval.every_n_steps \
-                and not self.eval.cruxeval_path:
-            raise ConfigError("eval.cruxeval_path is required when eval.every_n_steps > 0 and a "
-                              "cruxeval benchmark is selected")
 
 
 def load_train_config(paths=(), overrides=()) -> TrainConfig:

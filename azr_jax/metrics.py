@@ -66,7 +66,7 @@ class MetricsLogger:
             try:
                 import wandb
             except ImportError:
-                raise ConfigError("wandb_project is set but wandb is not installed (pip install wandb)") from None
+                raise ConfigError("wandb_project is set but wandb is not installed: pip install 'azr-jax[wandb]'") from None
             self._wandb = wandb.init(project=wandb_project, dir=str(out_dir), config=dict(config or {}),
                                      resume="allow", id=_wandb_run_id(run.wandb_id_file))
 

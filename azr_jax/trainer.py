@@ -12,22 +12,25 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from azr_jax.checkpoint import CheckpointStore
 from azr_jax.config import TrainConfig
-from azr_jax.errors import ConfigError
-from azr_jax.learner.batch import pack
-from azr_jax.learner.loss import ClipConfig
 from azr_jax.device_memory import GiB, device_memory_bytes, size
+from azr_jax.errors import ConfigError
+from azr_jax.learner.batch import pack, split_mini_batches
+from azr_jax.learner.loss import ClipConfig
 from azr_jax.learner.memory import check_update_fits, worst_micro_batch
-from azr_jax.learner.optimizer import make_optimizer
+from azr_jax.learner.optimizer import learning_rate, make_optimizer
 from azr_jax.learner.step import LossConfig, TrainStep
 from azr_jax.metrics import MetricsLogger
 from azr_jax.model import make_mesh, resolve_model_path
 from azr_jax.policy import build_policy
 from azr_jax.run_folder import RunFolder
 from azr_jax.run_lock import RunLock
+from azr_jax.sampling.buckets import cache_bucket
 from azr_jax.selfplay.buffers import SelfPlayBuffers
 from azr_jax.selfplay.iteration import SelfPlay
 from azr_jax.selfplay.seeding import PHASE_NAMES, Seeder, needs_seeding
@@ -101,18 +104,27 @@ class Trainer:
         if cfg.eval.every_n_steps:
             from azr_jax.eval import load_tasks
             for benchmark in cfg.eval.benchmarks:
-                load_tasks(benchmark, cfg.eval.humaneval_path if benchmark == "humaneval" else cfg.eval.cruxeval_path,
-                           cfg.eval.limit)
+                load_tasks(benchmark, cfg.eval.data_path(benchmark), cfg.eval.limit)
         log.info("loading %s on mesh %s", model_path, dict(self.mesh.shape))
         policy = build_policy(cfg.model, self.mesh)
         self.model, self.tokenizer = policy.model, policy.tokenizer
         self.sampler = policy.sampler(max_batch=cfg.rollout.max_batch)
+        r = cfg.rollout   # the decode slots of prompts within the budget must fit (longer ones are checked as they come)
+        self.sampler.check_fits(cache_bucket(min(r.max_prompt_tokens + r.max_new_tokens, self.sampler.max_length)),
+                                hint="lower rollout.max_batch, rollout.max_prompt_tokens or rollout.max_new_tokens")
         o = cfg.optim
-        self.train_step = TrainStep(self.model, make_optimizer(o), LossConfig(
+        self.updates_per_step = o.ppo_epochs * o.mini_batches
+        self.learning_rate = learning_rate(o, cfg.steps * self.updates_per_step)
+        _, self.params = nnx.split(self.model, nnx.Param)
+        # The KL penalty's reference is the starting model, kept frozen (taken before any restore).
+        reference = jax.tree.map(jnp.copy, self.params) if o.kl_coef else None
+        self.train_step = TrainStep(self.model, make_optimizer(o, cfg.steps * self.updates_per_step), LossConfig(
             clip=ClipConfig(o.clip_low, o.clip_high, o.dual_clip), entropy_coef=o.entropy_coef,
             aggregation=o.loss_aggregation, logprob_chunk=o.logprob_chunk,
-            temperature=cfg.rollout.temperature or 1.0, old_logprobs=o.old_logprobs), self.mesh)
-        _, self.params = nnx.split(self.model, nnx.Param)
+            temperature=cfg.rollout.temperature or 1.0,
+            # Several updates per rollout read the learner's log-probs, recomputed into the batch.
+            old_logprobs="sampler" if self.updates_per_step > 1 else o.old_logprobs,
+            kl_coef=o.kl_coef, kl_estimator=o.kl_estimator), self.mesh, reference=reference)
         self.opt_state = self.train_step.init_optimizer(self.params)
         if o.check_memory:
             self._check_update_memory()
@@ -210,29 +222,46 @@ class Trainer:
 
     def _iteration(self, selfplay: SelfPlay) -> tuple[dict[str, float], list[dict[str, Any]]]:
         result = selfplay.iteration(self.step)
+        # The update gets the device memory it was sized for (learner/memory.py): the decode slots'
+        # KV cache is freed now and allocated again by the next rollout.
+        self.sampler.release()
         start = time.perf_counter()
         o = self.cfg.optim
-        batch = pack(result.sequences, group_size=o.micro_batch_size, tokens_per_device=o.micro_batch_tokens,
-                     pad_id=self.pad_id, aggregation=o.loss_aggregation, row_devices=self.train_step.row_devices,
-                     skip_zero_advantage=o.entropy_coef == 0, attention_length=self.train_step.attention_length)
-        self.params, self.opt_state, learner = self.train_step(self.params, self.opt_state, batch)
+        batches = [pack(part, group_size=o.micro_batch_size, tokens_per_device=o.micro_batch_tokens,
+                        pad_id=self.pad_id, aggregation=o.loss_aggregation, row_devices=self.train_step.row_devices,
+                        # exact only when a zero-advantage sequence adds nothing at all (learner/batch.py)
+                        skip_zero_advantage=o.entropy_coef == 0 and o.kl_coef == 0,
+                        attention_length=self.train_step.attention_length)
+                   for part in split_mini_batches(result.sequences, o.mini_batches, group_size=o.micro_batch_size)]
+        if self.updates_per_step > 1:   # old log-probs of the policy that sampled, before it moves
+            batches = [self.train_step.with_learner_logprobs(self.params, b) for b in batches]
+        updates = []
+        for _ in range(o.ppo_epochs):
+            for batch in batches:
+                self.params, self.opt_state, learner = self.train_step(self.params, self.opt_state, batch)
+                updates.append(learner)
         nnx.update(self.model, self.params)  # the sampler reads these same arrays next iteration
-        log.info("step %d: update on %d sequences (%d skipped) in %d micro-batches of %s, %.0f%% padding, took "
-                 "%.1f s", self.step, batch.num_sequences, batch.skipped, len(batch.micro_batches),
-                 ", ".join(sorted({"x".join(map(str, mb.tokens.shape)) for mb in batch.micro_batches})),
-                 100 * batch.padding_fraction, time.perf_counter() - start)
-        row = {**result.metrics, **learner, "time/update_s": time.perf_counter() - start}
+        log.info("step %d: %d update(s) on %d sequences (%d skipped) in %d micro-batches of %s, %.0f%% padding, "
+                 "took %.1f s", self.step, len(updates), sum(b.num_sequences for b in batches),
+                 sum(b.skipped for b in batches), sum(len(b.micro_batches) for b in batches),
+                 ", ".join(sorted({"x".join(map(str, mb.tokens.shape)) for b in batches for mb in b.micro_batches})),
+                 100 * float(np.mean([b.padding_fraction for b in batches])), time.perf_counter() - start)
+        learner = {key: float(np.mean([u[key] for u in updates])) for key in updates[0]}   # means over the updates
+        row = {**result.metrics, **learner, "time/update_s": time.perf_counter() - start,
+               "optim/updates": float(len(updates)),
+               "optim/lr": float(self.learning_rate((self.step - 1) * self.updates_per_step))}
         row["time/iteration_s"] = row["time/selfplay_s"] + row["time/update_s"]
         return row, result.episodes
 
     def _evaluate(self, executor) -> dict[str, float]:
-        from azr_jax.eval import run_benchmarks
+        from azr_jax.eval import Checkers, run_benchmarks
 
         start = time.perf_counter()
         log.info("step %d: evaluating on %s", self.step, ", ".join(self.cfg.eval.benchmarks))
-        metrics = run_benchmarks(self.cfg.eval, self.sampler, self.tokenizer, self.cfg.model.prompt_template,
-                                 executor, seed=self.step,
-                                 require_answer_tag=self.cfg.azr.reward.require_answer_tag)
+        with Checkers(lambda packages: make_executor(self.cfg, packages=packages), programs=executor) as checkers:
+            metrics = run_benchmarks(self.cfg.eval, self.sampler, self.tokenizer, self.cfg.model.prompt_template,
+                                     checkers, seed=self.step,
+                                     require_answer_tag=self.cfg.azr.reward.require_answer_tag)
         metrics["time/eval_s"] = time.perf_counter() - start
         log.info("step %d: %s", self.step, ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if "pass@" in k))
         return metrics
@@ -251,14 +280,15 @@ def make_selfplay(cfg: TrainConfig, tokenizer, policy, executor, buffers: SelfPl
                     seed=cfg.seed)
 
 
-def make_executor(cfg: TrainConfig):
-    """The run's sandboxed executor (a context manager); its template process starts on creation."""
+def make_executor(cfg: TrainConfig, packages: tuple[str, ...] = ()):
+    """The run's sandboxed executor (a context manager); its template process starts on creation.
+    `packages`: installed packages its jobs may use (math_verify for grading math benchmarks)."""
     from azr_jax.executor import Executor  # not at import: importing the trainer starts no process
 
     e = cfg.executor
     return Executor(workers=e.workers or os.cpu_count() or 1, timeout_s=e.timeout_s, memory_mb=e.memory_mb,
                     max_output_chars=e.max_output_chars, banned_imports=cfg.azr.banned_imports,
-                    require_private_root=e.require_private_root)
+                    require_private_root=e.require_private_root, packages=packages)
 
 
 def _first_per_group(episodes: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:

@@ -129,7 +129,7 @@ def time_update(model, cfg, batch, repeats: int) -> tuple[float, float, int]:
     from azr_jax.learner.step import LossConfig, TrainStep
 
     o = cfg.optim
-    step = TrainStep(model, make_optimizer(o), LossConfig(
+    step = TrainStep(model, make_optimizer(o, 1), LossConfig(
         clip=ClipConfig(o.clip_low, o.clip_high, o.dual_clip), entropy_coef=o.entropy_coef,
         aggregation=o.loss_aggregation, logprob_chunk=o.logprob_chunk, temperature=cfg.rollout.temperature or 1.0,
         old_logprobs=o.old_logprobs))
@@ -197,7 +197,7 @@ def main() -> None:
     from azr_jax.learner.optimizer import make_optimizer
     from azr_jax.learner.step import LossConfig, TrainStep
 
-    attention_length = TrainStep(model, make_optimizer(o), LossConfig()).attention_length
+    attention_length = TrainStep(model, make_optimizer(o, 1), LossConfig()).attention_length
     last = None
     for n in (int(x) for x in args.sizes.split(",")):
         seqs = rollouts(n, prompts, draw, zero_rate, model.config.vocab_size, args.seed)
@@ -235,7 +235,7 @@ def print_longest_rows(model, cfg, memory_gb: float) -> None:
 
     for remat in (True, False):
         model.remat = remat
-        step = TrainStep(model, make_optimizer(cfg.optim), LossConfig(logprob_chunk=cfg.optim.logprob_chunk))
+        step = TrainStep(model, make_optimizer(cfg.optim, 1), LossConfig(logprob_chunk=cfg.optim.logprob_chunk))
         params = nnx.split(model, nnx.Param)[1]
         n = longest_row(step, params, step.init_optimizer(params), int(memory_gb * GiB))
         print(f"longest packed row within {memory_gb:g} GiB per device, remat {'on' if remat else 'off'}: {n} tokens")

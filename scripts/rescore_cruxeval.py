@@ -1,6 +1,6 @@
 """Re-check the saved responses of a CRUXEval run with answers read without <answer> tags.
 
-    python scripts/rescore_cruxeval.py eval-results/cruxeval-o.jsonl [--data ../shared/data/cruxeval.jsonl]
+    python scripts/rescore_cruxeval.py eval-results/MODEL/cruxeval-o.jsonl [--data ../shared/data/cruxeval.jsonl]
 
 `python -m azr_jax.eval` saves every response. A model that never writes the tags scores 0 under
 the default (strict) parsing; this prints the pass@1 the same responses get with `--no-answer-tag`
@@ -18,7 +18,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main() -> None:
     from azr_jax.eval.benchmarks import make_benchmark
-    from azr_jax.eval.cli import summary_path
     from azr_jax.eval.tasks import load_tasks
     from azr_jax.executor import Executor
     from azr_jax.model import load_tokenizer, resolve_model_path
@@ -29,7 +28,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
 
-    summary = json.loads(summary_path(args.records).read_text())
+    summary = json.loads(args.records.with_suffix(".summary.json").read_text())
     if summary["n_samples"] != 1:
         raise SystemExit("rescore_cruxeval.py handles one sample per task (a greedy run)")
     benchmark = summary["benchmark"]

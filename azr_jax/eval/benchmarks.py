@@ -10,6 +10,18 @@ skills self-play trains (as the reference's validation does, docs/reference.md Â
   and passes when `f(answer) == gold output` (any such input counts).
 A response without an `<answer>` tag scores 0, as a self-play solver's does.
 
+Math (AIME 2024/2025, AMC 2023, MATH-500, Minerva, OlympiadBench, GSM8K) uses the reference's
+"azr" prompt: the training template (R1 think/answer, or the chat template) with the question in
+place of the task. The final answer is the `<answer>` (its last `\\boxed{}` if it has one), else
+the response's last `\\boxed{}`; it is graded against the gold answer by mathematical equivalence
+(math_verify, in a sandboxed child: LaTeX parsing only, never Python evaluation).
+
+MBPP+ (EvalPlus) asks for the function in a ```python``` block (the template around the problem's
+docstring); the solution and the reference solution are both called on the base and the plus
+inputs in the sandbox. "base" passes when every base output matches, pass@k counts base + plus
+(EvalPlus's "plus"); floats compare with EvalPlus's tolerance (relative 1e-7, absolute `atol`,
+1e-6 when `atol` is 0).
+
 HumanEval uses the standard prompts, so its scores compare with published numbers:
 - `r1` (base models): the problem's prompt verbatim; the model continues the function;
 - `chat` and `chat_noprefill` (instruct models): the chat template around a request for the
@@ -23,17 +35,20 @@ line (Codex's stop sequences). The program run is prompt + solution + the tests 
 from __future__ import annotations
 
 import abc
+import dataclasses
+import math
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from azr_jax.errors import ConfigError
-from azr_jax.executor.results import Check
+from azr_jax.executor.results import CallResult, Check
 from azr_jax.selfplay.parsing import any_fenced_blocks, extract_answer, extract_solver_answer, generation_text
 from azr_jax.selfplay.prompts import (TEMPLATE_KINDS, Prompt, make_template, solve_abduction_prompt,
                                       solve_deduction_prompt)
 from azr_jax.typed_config import check_choice
-from azr_jax.eval.tasks import CRUXEVAL_I, CRUXEVAL_O, HUMANEVAL, CruxEvalTask, HumanEvalTask
+from azr_jax.eval.tasks import (CRUXEVAL_I, CRUXEVAL_O, HUMANEVAL, MATH_BENCHMARKS, MBPP_PLUS, CruxEvalTask,
+                                HumanEvalTask, MathTask, MbppTask, last_boxed)
 
 # Codex's stop sequences: a completion ends where the next top-level statement starts.
 _COMPLETION_END = re.compile(r"\n(?:def |class |if |print\(|#)")
@@ -41,6 +56,15 @@ _UNCLOSED_BLOCK = re.compile(r"```(?:python)?[ \t]*\n(.*)\Z", re.IGNORECASE | re
 
 HUMANEVAL_REQUEST = ("Complete the following Python function. Reply with the complete function, including "
                      "the imports it needs, in a single ```python code block.")
+MBPP_REQUEST = ("Write a Python function for the task below; it must pass the example test. Reply with the "
+                "complete function, including the imports it needs, in a single ```python code block.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict(Check):
+    """A checked answer with its result on named subsets of the tests (MBPP+: "base")."""
+
+    subsets: tuple[tuple[str, bool], ...] = ()
 
 
 class Benchmark(abc.ABC):
@@ -48,6 +72,7 @@ class Benchmark(abc.ABC):
 
     name: str
     no_answer: str  # why a response gave nothing to check
+    packages: tuple[str, ...] = ()  # installed packages its checks need in the sandbox (Executor(packages=))
 
     def __init__(self, prompt_template: str, tokenizer: Any, *, require_answer_tag: bool = True) -> None:
         check_choice("prompt template", prompt_template, TEMPLATE_KINDS)
@@ -145,12 +170,105 @@ class HumanEval(Benchmark):
         return task.canonical_solution
 
 
-BENCHMARK_CLASSES: dict[str, type[Benchmark]] = {b.name: b for b in (CruxEvalOutput, CruxEvalInput, HumanEval)}
+class MathBenchmark(Benchmark):
+    no_answer = "the response has no <answer> tag and no \\boxed{} answer"
+    packages = ("math_verify",)
+
+    def __init__(self, name: str, prompt_template: str, tokenizer: Any, **kwargs) -> None:
+        super().__init__(prompt_template, tokenizer, **kwargs)
+        self.name, self.template = name, make_template(prompt_template, tokenizer)
+
+    def prompt(self, task: MathTask) -> Prompt:
+        return self.template.wrap(task.problem)
+
+    def answer(self, task: MathTask, prompt: Prompt, response: str) -> str | None:
+        return math_answer(generation_text(prompt.opening, response))
+
+    def check(self, executor, tasks: Sequence[MathTask], answers: Sequence[str]) -> list[Check]:
+        return executor.check_math([as_latex(t.answer) for t in tasks], [as_latex(a) for a in answers])
+
+    @staticmethod
+    def reference(task: MathTask) -> str:
+        return task.answer
+
+
+class MbppPlus(Benchmark):
+    name = MBPP_PLUS
+    no_answer = "the response holds no code"
+
+    def __init__(self, prompt_template: str, tokenizer: Any, **kwargs) -> None:
+        super().__init__(prompt_template, tokenizer, **kwargs)
+        self.template = make_template(prompt_template, tokenizer)
+        self._expected: dict[str, list[CallResult]] = {}   # the reference solution's outputs, per task
+
+    def prompt(self, task: MbppTask) -> Prompt:
+        return self.template.wrap(f"{MBPP_REQUEST}\n\n```python\n{task.prompt.strip()}\n```")
+
+    def answer(self, task: MbppTask, prompt: Prompt, response: str) -> str | None:
+        solution = humaneval_solution(generation_text(prompt.opening, response), task.entry_point)
+        return solution if solution.strip() else None
+
+    def check(self, executor, tasks: Sequence[MbppTask], answers: Sequence[str]) -> list[Check]:
+        inputs = lambda t: [*t.base_inputs, *t.plus_inputs]  # noqa: E731
+        todo = list({t.task_id: t for t in tasks if t.task_id not in self._expected}.values())
+        for task, outputs in zip(todo, executor.call_function([t.canonical_solution for t in todo],
+                                                              [t.entry_point for t in todo], [inputs(t) for t in todo])):
+            self._expected[task.task_id] = outputs
+        ran = executor.call_function(list(answers), [t.entry_point for t in tasks], [inputs(t) for t in tasks])
+        verdicts = []
+        for task, outputs in zip(tasks, ran):
+            matches = [_same_output(got, want, task.atol) for got, want in zip(outputs, self._expected[task.task_id])]
+            failure = next((got.failure for got in outputs if got.failure is not None), None)
+            base = all(matches[:len(task.base_inputs)])
+            verdicts.append(Verdict(all(matches), None if all(matches) else failure, (("base", base),)))
+        return verdicts
+
+    @staticmethod
+    def reference(task: MbppTask) -> str:
+        return task.canonical_solution
+
+
+def _same_output(got: CallResult, want: CallResult, atol: float) -> bool:
+    """EvalPlus's comparison: floats (alone or in a flat list/tuple) within relative 1e-7 and
+    absolute `atol` (1e-6 when 0), anything else by ==. A reference output that failed to
+    compute cannot be matched."""
+    if got.failure is not None or want.failure is not None:
+        return False
+    a, b = got.value, want.value
+    floats = lambda x: isinstance(x, float) or (isinstance(x, (list, tuple)) and x  # noqa: E731
+                                                 and all(isinstance(v, float) for v in x))
+    if floats(b):
+        tolerance = atol or 1e-6
+        pairs = [(a, b)] if isinstance(b, float) else (list(zip(a, b)) if isinstance(a, (list, tuple))
+                                                        and len(a) == len(b) else None)
+        return pairs is not None and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                         and math.isclose(x, y, rel_tol=1e-7, abs_tol=tolerance) for x, y in pairs)
+    return a == b
+
+
+def math_answer(generation: str) -> str | None:
+    """The final answer of a math response: the `<answer>` (its last \\boxed{} if it holds one),
+    else the last \\boxed{} of the response; None when there is neither."""
+    tagged = extract_answer(generation, require_tag=True)
+    if tagged:
+        return last_boxed(tagged) or tagged
+    return last_boxed(generation) or None
+
+
+def as_latex(answer: str) -> str:
+    """An answer as math_verify's LaTeX extraction reads it: as it is when it carries `$` or a
+    \\boxed{}, else inside `$...$`."""
+    return answer if "$" in answer or "\\boxed" in answer else f"${answer}$"
+
+
+BENCHMARK_CLASSES: dict[str, type[Benchmark]] = {b.name: b for b in (CruxEvalOutput, CruxEvalInput, HumanEval, MbppPlus)}
 
 
 def make_benchmark(name: str, prompt_template: str, tokenizer: Any, *, require_answer_tag: bool = True) -> Benchmark:
     """`require_answer_tag` (CRUXEval): False also reads answers written without <answer> tags."""
-    check_choice("benchmark", name, tuple(BENCHMARK_CLASSES))
+    check_choice("benchmark", name, (*BENCHMARK_CLASSES, *MATH_BENCHMARKS))
+    if name in MATH_BENCHMARKS:
+        return MathBenchmark(name, prompt_template, tokenizer, require_answer_tag=require_answer_tag)
     return BENCHMARK_CLASSES[name](prompt_template, tokenizer, require_answer_tag=require_answer_tag)
 
 

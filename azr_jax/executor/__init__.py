@@ -8,12 +8,12 @@ programs, each run in a fresh, confined process forked from a pre-warmed templat
 from typing import TYPE_CHECKING, Any
 
 from azr_jax.executor.checks import DEFAULT_BANNED_IMPORTS
-from azr_jax.executor.results import Check, Failure, FailureKind, Validation
+from azr_jax.executor.results import CallResult, Check, Failure, FailureKind, Validation
 
 if TYPE_CHECKING:
     from azr_jax.executor.executor import Executor
 
-__all__ = ["DEFAULT_BANNED_IMPORTS", "Check", "Executor", "Failure", "FailureKind", "Validation"]
+__all__ = ["DEFAULT_BANNED_IMPORTS", "CallResult", "Check", "Executor", "Failure", "FailureKind", "Validation"]
 
 
 def __getattr__(name: str) -> Any:

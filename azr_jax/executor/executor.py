@@ -12,9 +12,12 @@ it cannot learn or copy the gold value:
   syntax tree, never evaluated (literals.py);
 - abduction (`check_input`): the answer's arguments are evaluated in one child, and the
   program is called on those arguments (passed as data) in another, so the answer's code
-  never runs next to `f` and cannot patch what `f` uses;
+  never runs next to `f` and cannot patch what `f` uses; the gold output in a third;
 - induction (`check_program`): the candidate runs on the inputs in one child; the gold
   outputs are evaluated in others.
+
+Gold outputs, answers and argument lists that are plain-data literals are read in the caller
+instead, from the syntax tree (literals.py): no child is needed for them.
 
 `validate` is the one place where a program reports on itself: its two runs, repr and
 round trip happen in its own child. A program that deliberately forged that result (it would
@@ -27,6 +30,7 @@ Identical jobs in one call run once (a gold output shared by eight answers, say)
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import logging
 import math
@@ -36,16 +40,18 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from azr_jax.errors import ConfigError, ExecutorError
+from azr_jax.errors import ConfigError, ExecutorError, MissingPackageError
 from azr_jax.executor import checks, values
 from azr_jax.executor.checks import DEFAULT_BANNED_IMPORTS
 from azr_jax.executor.client import TemplateProcess
 from azr_jax.executor.protocol import RESULT_MAX_BYTES, ProtocolError
-from azr_jax.executor.literals import NOT_A_LITERAL, read_literal
-from azr_jax.executor.results import Check, Failure, FailureKind, Validation
+from azr_jax.executor.literals import NOT_A_LITERAL, read_arguments, read_literal
+from azr_jax.executor.results import CallResult, Check, Failure, FailureKind, Validation
 
 
 Outcome = dict[str, Any] | Failure
+# The budget of a value read from a literal here: the harness's budget for answers and arguments.
+_LITERAL_NODES, _LITERAL_CHARS = 100_000, 1_000_000
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +74,15 @@ class Executor:
     def __init__(self, workers: int = os.cpu_count() or 1, timeout_s: float = 10.0, memory_mb: int = 1024,
                  max_output_chars: int = 400, banned_imports: Sequence[str] = DEFAULT_BANNED_IMPORTS, *,
                  max_file_mb: int = 16, max_processes: int = 256, namespaces: bool = True,
-                 require_private_root: bool = True) -> None:
+                 require_private_root: bool = True, packages: Sequence[str] = ()) -> None:
         """`max_file_mb` caps stdout/stderr and every file a program writes (in its private
         directory); `max_processes` is RLIMIT_NPROC (not enforced by Linux for root, where
         the audit hook alone refuses process creation); `namespaces` asks for PID, mount and network
         namespaces where the OS permits them (see sandbox.py); `require_private_root` refuses to start
-        (ExecutorError) where programs could not be kept from reading the host's files (rootfs.py)."""
+        (ExecutorError) where programs could not be kept from reading the host's files (rootfs.py);
+        `packages`: installed packages (beyond the standard library) that jobs may use, imported
+        once by the template and visible read-only in the private root (e.g. math_verify for
+        `check_math`; see sandbox.py for what that relaxes)."""
         if not (isinstance(workers, int) and workers >= 1):
             raise ConfigError(f"workers must be a positive integer, got {workers!r}")
         if not (isinstance(timeout_s, (int, float)) and 0 < timeout_s < math.inf):
@@ -88,6 +97,12 @@ class Executor:
             raise ConfigError(f"max_processes must be a positive integer, got {max_processes!r}")
         if not checks.is_module_list(banned_imports):
             raise ConfigError(f"banned_imports must be a sequence of (dotted) module names, got {banned_imports!r}")
+        if isinstance(packages, str) or not all(isinstance(p, str) and p.isidentifier() for p in packages):
+            raise ConfigError(f"packages must be a sequence of top-level package names, got {packages!r}")
+        for package in packages:
+            if importlib.util.find_spec(package) is None:
+                raise MissingPackageError(f"the sandbox's jobs need the package {package!r}, which is not installed "
+                                          f"(pip install azr-jax installs it)")
         self.workers = workers
         self.timeout_s = float(timeout_s)
         self.memory_mb = memory_mb
@@ -97,7 +112,7 @@ class Executor:
         self._config = {"workers": workers, "memory_bytes": memory_mb << 20, "file_bytes": max_file_mb << 20,
                         "processes": max_processes, "open_files": 256,
                         # 16 files' worth per worker: ample for programs, bounded for the host
-                        "workspace_bytes": workers * 16 * (max_file_mb << 20)}
+                        "workspace_bytes": workers * 16 * (max_file_mb << 20), "packages": list(packages)}
         self._namespaces = namespaces
         self._require_private_root = require_private_root
         self._lock = threading.Lock()
@@ -183,16 +198,21 @@ class Executor:
         results: list[Check | None] = [None] * len(codes)
         pending = []
         for i, (code, gold, answer) in enumerate(zip(codes, gold_outputs, answers)):
+            # A literal's value depends on neither the program nor its imports: no child, no parse
+            # of the program. The same literal text twice is the same value (NaN has no literal).
+            gold_value = read_literal(gold)
+            if gold_value is not NOT_A_LITERAL and isinstance(answer, str) and answer.strip() == gold.strip():
+                results[i] = Check(True)
+                continue
+            answer_value = read_literal(answer)
+            if gold_value is not NOT_A_LITERAL and answer_value is not NOT_A_LITERAL:
+                results[i] = Check(bool(answer_value == gold_value))
+                continue
             failure = checks.check_expression(answer, FailureKind.BAD_ANSWER)
             if failure is not None:
                 results[i] = Check(False, failure)
                 continue
             namespace = _parse(code, imports, i)[2]
-            # A literal's value depends on neither the program nor its imports.
-            gold_value, answer_value = read_literal(gold), read_literal(answer)
-            if gold_value is not NOT_A_LITERAL and answer_value is not NOT_A_LITERAL:
-                results[i] = Check(bool(answer_value == gold_value))
-                continue
             pending.append((i, _evaluate_job(gold, namespace), _evaluate_job(answer, namespace)))
         outcomes = self._run_jobs([job for _, gold_job, answer_job in pending for job in (gold_job, answer_job)])
         for n, (i, _, _) in enumerate(pending):
@@ -202,9 +222,11 @@ class Executor:
     def check_input(self, codes: Sequence[str], gold_outputs: Sequence[str], answer_inputs: Sequence[str],
                     imports: Sequence[Sequence[str]] | None = None) -> list[Check]:
         """Abduction: does `f(answer_input)` equal the value of `gold_output`? The answer's
-        arguments are evaluated in one child, `f` is called on them in another."""
+        arguments are evaluated in one child, `f` is called on them in another; a gold output
+        or an argument list of plain-data literals is read here instead (literals.py)."""
         _same_length(codes=codes, gold_outputs=gold_outputs, answer_inputs=answer_inputs, imports=imports)
         results: list[Check | None] = [None] * len(codes)
+        values_to_run = _ValuesToRun()
         pending = []
         for i, (code, gold, answer) in enumerate(zip(codes, gold_outputs, answer_inputs)):
             prepend, tree, namespace = _parse(code, imports, i)
@@ -213,29 +235,34 @@ class Executor:
             if failure is not None:
                 results[i] = Check(False, failure)
                 continue
-            arguments_job = {"kind": "arguments", "imports": namespace, "input": answer}
-            pending.append((i, code, prepend, namespace, _evaluate_job(gold, namespace), arguments_job))
-        first = self._run_jobs([job for *_, gold_job, arguments_job in pending for job in (gold_job, arguments_job)])
+            pending.append((i, code, prepend, namespace,
+                            values_to_run.add(read_literal(gold), lambda: _evaluate_job(gold, namespace)),
+                            values_to_run.add(read_arguments(answer), lambda: {
+                                "kind": "arguments", "imports": namespace, "input": answer}, arguments=True)))
+        first = values_to_run.run(self)
         calls = []
-        for n, (i, code, prepend, namespace, _, _) in enumerate(pending):
-            arguments = first[2 * n + 1]
+        for n, (i, code, prepend, namespace, gold, arguments) in enumerate(pending):
+            arguments = first(arguments)
             if isinstance(arguments, Failure):
                 results[i] = Check(False, arguments)
             else:
                 calls.append((n, {"kind": "call", "code": code, "imports": prepend, "namespace": namespace,
                                   "calls": [{"args": arguments.get("value")}]}))
         for (n, _), outcome in zip(calls, self._run_jobs([job for _, job in calls])):
-            results[pending[n][0]] = self._compare(first[2 * n], self._calls(outcome, 1)[0])
+            results[pending[n][0]] = self._compare(first(pending[n][4]), self._calls(outcome, 1)[0])
         return results  # type: ignore[return-value]
 
     def check_program(self, candidate_codes: Sequence[str], inputs_lists: Sequence[Sequence[str]],
                       outputs_lists: Sequence[Sequence[str]], imports: Sequence[Sequence[str]] | None = None
                       ) -> list[Check]:
         """Induction: does the candidate program, with the gold program's `imports`
-        prepended, map every input of the list to the value of the matching output?"""
+        prepended, map every input of the list to the value of the matching output? Gold
+        outputs that are plain-data literals are read here (literals.py), the others evaluated
+        in children of their own."""
         _same_length(candidate_codes=candidate_codes, inputs_lists=inputs_lists, outputs_lists=outputs_lists,
                      imports=imports)
         results: list[Check | None] = [None] * len(candidate_codes)
+        values_to_run = _ValuesToRun()
         pending = []
         for i, (code, inputs, outputs) in enumerate(zip(candidate_codes, inputs_lists, outputs_lists)):
             if len(inputs) != len(outputs) or not inputs:
@@ -248,16 +275,15 @@ class Executor:
             if failure is not None:
                 results[i] = Check(False, failure)
                 continue
-            call_job = {"kind": "call", "code": code, "imports": prepend, "namespace": namespace,
-                        "calls": [{"input": text} for text in inputs]}
-            pending.append((i, call_job, [_evaluate_job(output, namespace) for output in outputs]))
-        jobs = [job for _, call_job, gold_jobs in pending for job in (call_job, *gold_jobs)]
-        timeouts = [self.timeout_s * (len(job["calls"]) if job["kind"] == "call" else 1) for job in jobs]
-        outcomes = iter(self._run_jobs(jobs, timeouts))
-        for i, call_job, gold_jobs in pending:
-            ran = self._calls(next(outcomes), len(call_job["calls"]))
-            golds = [next(outcomes) for _ in gold_jobs]
-            results[i] = self._all_pairs(ran, golds)
+            call = values_to_run.add(NOT_A_LITERAL, lambda: {
+                "kind": "call", "code": code, "imports": prepend, "namespace": namespace,
+                "calls": [{"input": text} for text in inputs]}, timeout_s=self.timeout_s * len(inputs))
+            golds = [values_to_run.add(read_literal(output), lambda output=output: _evaluate_job(output, namespace))
+                     for output in outputs]
+            pending.append((i, len(inputs), call, golds))
+        outcomes = values_to_run.run(self)
+        for i, count, call, golds in pending:
+            results[i] = self._all_pairs(self._calls(outcomes(call), count), [outcomes(g) for g in golds])
         return results  # type: ignore[return-value]
 
     def check_tests(self, programs: Sequence[str]) -> list[Check]:
@@ -282,6 +308,59 @@ class Executor:
                 jobs.append((i, {"kind": "script", "code": code}))
         for (i, _), outcome in zip(jobs, self._run_jobs([job for _, job in jobs])):
             results[i] = Check(False, outcome) if isinstance(outcome, Failure) else Check(True)
+        return results  # type: ignore[return-value]
+
+    def call_function(self, codes: Sequence[str], entry_points: Sequence[str],
+                      arguments: Sequence[Sequence[tuple]]) -> list[list[CallResult]]:
+        """Run each program and call its function `entry_points[i]` on each argument tuple of
+        `arguments[i]` (plain data), all in one child per program (a benchmark's solution on its
+        test inputs: no banned-import check, as `check_tests`); the values come back decoded."""
+        _same_length(codes=codes, entry_points=entry_points, arguments=arguments)
+        results: list[list[CallResult] | None] = [None] * len(codes)
+        jobs = []
+        for i, (code, entry, calls) in enumerate(zip(codes, entry_points, arguments)):
+            if not (isinstance(entry, str) and entry.isidentifier()):
+                raise ValueError(f"entry_points[{i}] must be a Python identifier, got {entry!r}")
+            tree = checks.parse_program(code, [])
+            if isinstance(tree, Failure):
+                results[i] = [CallResult(failure=tree)] * len(calls)
+                continue
+            try:
+                encoded = [{"args": [values.encode(tuple(args)), values.encode({})]} for args in calls]
+            except (values.NotPlainData, values.TooLarge) as exc:
+                raise ValueError(f"arguments[{i}] must be plain data: {exc}") from None
+            jobs.append((i, {"kind": "call", "code": code, "imports": [], "namespace": [], "entry": entry,
+                             "calls": encoded}))
+        outcomes = self._run_jobs([job for _, job in jobs], [self.timeout_s * max(1, len(job["calls"])) for _, job in jobs])
+        for (i, job), outcome in zip(jobs, outcomes):
+            results[i] = [self._call_result(call) for call in self._calls(outcome, len(job["calls"]))]
+        return results  # type: ignore[return-value]
+
+    def check_math(self, golds: Sequence[str], answers: Sequence[str]) -> list[Check]:
+        """Math: is each answer mathematically equal to its gold answer (both LaTeX, e.g.
+        `$\\frac{1}{2}$`)? Graded by math_verify in a child, so the Executor needs
+        `packages=["math_verify"]`; consecutive items with the same gold share one child."""
+        _same_length(golds=golds, answers=answers)
+        groups: list[tuple[str, list[int]]] = []
+        for i, gold in enumerate(golds):
+            if not (isinstance(gold, str) and isinstance(answers[i], str)):
+                raise ValueError(f"item {i}: gold and answer must be str")
+            if groups and groups[-1][0] == gold:
+                groups[-1][1].append(i)
+            else:
+                groups.append((gold, [i]))
+        jobs = [{"kind": "math_equal", "gold": gold, "answers": [answers[i] for i in items]} for gold, items in groups]
+        outcomes = self._run_jobs(jobs, [self.timeout_s * len(items) for _, items in groups])
+        results: list[Check | None] = [None] * len(golds)
+        for (_, items), outcome in zip(groups, outcomes):
+            try:
+                equal = None if isinstance(outcome, Failure) else _field(outcome, "equal", list)
+                if equal is not None and (len(equal) != len(items) or not all(type(e) is bool for e in equal)):
+                    raise _MalformedResult("expected one bool per answer")
+            except _MalformedResult as exc:
+                outcome, equal = _malformed(exc), None
+            for k, i in enumerate(items):
+                results[i] = Check(False, outcome) if equal is None else Check(equal[k])
         return results  # type: ignore[return-value]
 
     # -- running jobs ------------------------------------------------------------------------
@@ -385,6 +464,15 @@ class Executor:
             return Check(False, _malformed(exc))
         return Check(bool(answer_value == gold_value))
 
+    @staticmethod
+    def _call_result(outcome: Outcome) -> CallResult:
+        if isinstance(outcome, Failure):
+            return CallResult(failure=outcome)
+        try:
+            return CallResult(value=values.decode(_field(outcome, "value", list)))
+        except (_MalformedResult, values.MalformedEncoding) as exc:
+            return CallResult(failure=_malformed(exc))
+
     def _calls(self, outcome: Outcome, count: int) -> list[Outcome]:
         """Per-call outcomes of a "call" job (the job's own failure repeated for each call)."""
         if isinstance(outcome, Failure):
@@ -406,6 +494,34 @@ class Executor:
                     failure = Failure(failure.kind, f"pair {n}: {failure.message}")
                 return Check(False, failure)
         return Check(True)
+
+
+class _ValuesToRun:
+    """Values a check compares: read here from a literal, or from a job run in a child. `add`
+    returns a handle; after `run`, the returned function maps each handle to its outcome."""
+
+    def __init__(self) -> None:
+        self.jobs: list[dict[str, Any]] = []
+        self.timeouts: list[float | None] = []
+
+    def add(self, literal: Any, job, timeout_s: float | None = None, *, arguments: bool = False) -> Outcome | int:
+        """`literal`: a value read here, or NOT_A_LITERAL; `job()`: the job that finds it in a
+        child otherwise. `arguments`: the literal is an (args, kwargs) pair, encoded as the
+        "arguments" job encodes one."""
+        if literal is not NOT_A_LITERAL:
+            encode = lambda v: values.encode(v, max_nodes=_LITERAL_NODES, max_chars=_LITERAL_CHARS)  # noqa: E731
+            try:
+                return {"ok": True, "value": [encode(literal[0]), encode(literal[1])] if arguments else encode(literal)}
+            except values.TooLarge:
+                pass   # a child evaluates it, and fails it as it would any value this large
+        self.jobs.append(job())
+        self.timeouts.append(timeout_s)
+        return len(self.jobs) - 1
+
+    def run(self, executor: "Executor"):
+        timeouts = [executor.timeout_s if t is None else t for t in self.timeouts]
+        outcomes = executor._run_jobs(self.jobs, timeouts)
+        return lambda handle: outcomes[handle] if isinstance(handle, int) else handle
 
 
 def _evaluate_job(expression: str, namespace: list[str]) -> dict[str, Any]:

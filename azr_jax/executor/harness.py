@@ -122,8 +122,9 @@ def _arguments_job(job: Result) -> Result:
 
 
 def _call_job(job: Result) -> Result:
-    """Call f once per entry of "calls" (an input text or encoded arguments); one result each.
-    The arguments are all built before the program runs, so it cannot tamper with them."""
+    """Call f (or the function named by "entry") once per entry of "calls" (an input text or
+    encoded arguments); one result each. The arguments are all built before the program runs,
+    so it cannot tamper with them."""
     namespace = _imports_namespace(job["namespace"])
     prepared: list[tuple[tuple, dict] | Result] = []
     for call in job["calls"]:
@@ -134,7 +135,7 @@ def _call_job(job: Result) -> Result:
                 prepared.append(_decode_arguments(call["args"]))
         except JobFailure as failure:
             prepared.append(_failure(failure.kind, failure.message))
-    f = _entry(_run_program(job["code"], job["imports"]))
+    f = _entry(_run_program(job["code"], job["imports"]), job.get("entry", ENTRY_FUNCTION))
     results = []
     for arguments in prepared:
         if isinstance(arguments, dict):
@@ -155,12 +156,30 @@ def _script_job(job: Result) -> Result:
     return {"ok": True}
 
 
+def _math_equal_job(job: Result) -> Result:
+    """Is each answer mathematically equal to the gold answer? Both are LaTeX (`$...$`), parsed
+    and compared by math_verify (an Executor package): parsed as LaTeX only, never evaluated as
+    Python. An answer that does not parse is not equal."""
+    from math_verify import LatexExtractionConfig, parse, verify
+
+    config = [LatexExtractionConfig()]
+    gold = parse(job["gold"], extraction_config=config, parsing_timeout=None)
+    if not gold:
+        raise JobFailure(FailureKind.BAD_INPUT, f"the gold answer {job['gold'][:100]!r} does not parse")
+    equal = []
+    for text in job["answers"]:
+        answer = parse(text, extraction_config=config, parsing_timeout=None)
+        equal.append(bool(answer) and bool(verify(gold, answer, timeout_seconds=None)))
+    return {"ok": True, "equal": equal}
+
+
 HANDLERS: dict[str, Callable[[Result], Result]] = {
     "validate": _validate,
     "evaluate": _evaluate_job,
     "arguments": _arguments_job,
     "call": _call_job,
     "script": _script_job,
+    "math_equal": _math_equal_job,
 }
 
 
@@ -197,10 +216,10 @@ def _run_program(code: str, imports: list[str], context: str = "while defining t
     return namespace
 
 
-def _entry(namespace: dict[str, Any]) -> Callable[..., Any]:
-    f = namespace.get(ENTRY_FUNCTION)
+def _entry(namespace: dict[str, Any], name: str = ENTRY_FUNCTION) -> Callable[..., Any]:
+    f = namespace.get(name)
     if not callable(f):
-        raise JobFailure(FailureKind.NO_ENTRY_FUNCTION, f"{ENTRY_FUNCTION!r} is not a function after the program ran")
+        raise JobFailure(FailureKind.NO_ENTRY_FUNCTION, f"{name!r} is not a function after the program ran")
     return f
 
 

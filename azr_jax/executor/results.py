@@ -51,3 +51,11 @@ class Check:
 
     passed: bool
     failure: Failure | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CallResult:
+    """One call of `Executor.call_function`: the returned plain-data value, or why there is none."""
+
+    value: object = None
+    failure: Failure | None = None

@@ -10,6 +10,7 @@ moves into it with pivot_root(2), detaching the host's root from the namespace a
     /etc/ld.so.cache, /etc/localtime     read-only, where the host has them
     /dev/null, zero, random, urandom     bound from the host
     /proc             a read-only proc of the namespace: its own processes only
+    <package paths>   the folders of installed packages the executor was asked for, read-only
     /azr-work         a size-limited tmpfs holding the private working directories
 
 Nothing else exists there: not the host's /tmp, home directories, run folder or source checkout,
@@ -36,9 +37,11 @@ class RootfsError(Exception):
     pass
 
 
-def enter(root: str, workspace_bytes: int) -> None:
+def enter(root: str, workspace_bytes: int, package_paths: tuple[str, ...] = ()) -> None:
     """Build the private root on the (empty, host-side) directory `root` and pivot into it.
-    Afterwards "/" is the private root, the working directory is "/", and WORKSPACE exists."""
+    Afterwards "/" is the private root, the working directory is "/", and WORKSPACE exists.
+    `package_paths`: folders and files of installed packages jobs may use, bound read-only at
+    their own paths (so that their lazy imports find them)."""
     tools = {name: _tool(name) for name in ("mount", "umount", "pivot_root")}
     mount = tools["mount"]
     _run(mount, "-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs", root)
@@ -58,6 +61,14 @@ def enter(root: str, workspace_bytes: int) -> None:
         if os.path.isdir(os.path.join(stdlib, name)):
             # Installed packages are no program's business (imports outside the stdlib are refused).
             _run(mount, "-t", "tmpfs", "-o", "size=4k,mode=0555,ro", "tmpfs", root + os.path.join(stdlib, name))
+    for path in package_paths:
+        if os.path.isdir(path):
+            if not _covered(path, covered):
+                _bind(mount, path, root, covered)
+        else:
+            os.makedirs(root + os.path.dirname(path), exist_ok=True)
+            open(root + path, "w").close()
+            _run(mount, "--bind", "-o", "ro", path, root + path)
     for path in (*_FILES, *_DEVICES):
         if os.path.exists(path):
             os.makedirs(root + os.path.dirname(path), exist_ok=True)

@@ -24,6 +24,15 @@ than MAX_CREATED files (with RLIMIT_FSIZE, a bound on what one run can fill).
 The audit hook is defence in depth inside one disposable process, not a boundary on its own:
 the namespaces, limits and the fresh process per run protect the host, and the executor never
 lets a child hold the value its result is compared against (see executor.py).
+
+`Executor(packages=...)` makes installed packages usable by jobs (math_verify for grading math
+answers): the template imports them, their folders are bound read-only into the private root,
+and the hook lets their modules be imported. Such a package may load ctypes or subprocess
+support into the template (sympy does); the hook still refuses every audited use of them
+(ctypes' calls, process creation), but `_posixsubprocess` is then within reach of code running
+in the child. That is acceptable where the job runs no model-written code, only the package's own
+on model-written text (math answers are parsed as LaTeX, never evaluated: eval/math_grading.py);
+an Executor for programs keeps `packages` empty.
 """
 from __future__ import annotations
 
@@ -62,9 +71,11 @@ class Limits:
     open_files: int
 
 
-def confine(limits: Limits, private_dir: str, template_pid: int, fds: dict[int, int]) -> None:
+def confine(limits: Limits, private_dir: str, template_pid: int, fds: dict[int, int],
+            packages: frozenset[str] = frozenset()) -> None:
     """Apply every per-run layer to the freshly forked child, before anything untrusted.
-    `fds` maps each descriptor the child keeps (0-4, see above) to its current number."""
+    `fds` maps each descriptor the child keeps (0-4, see above) to its current number;
+    `packages`: top-level modules beyond the standard library that imports may load."""
     os.setsid()
     # Via high numbers first, so that no dup2 overwrites a descriptor still to be moved.
     moved = {target: fcntl.fcntl(fd, fcntl.F_DUPFD, 64) for target, fd in fds.items()}
@@ -88,7 +99,7 @@ def confine(limits: Limits, private_dir: str, template_pid: int, fds: dict[int, 
     # The template's environment is already minimal, with HOME and TMPDIR set to ".", which
     # is this directory from here on.
     os.chdir(private_dir)
-    _install_audit_hook(private_dir)
+    _install_audit_hook(private_dir, packages)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,14 +138,14 @@ _PATH_EVENTS = types.MappingProxyType({
 })
 
 
-def _install_audit_hook(private_dir: str) -> None:
+def _install_audit_hook(private_dir: str, packages: frozenset[str]) -> None:
     # Everything the hook uses is bound here, before untrusted code exists, to C functions or
     # immutable objects in its closure (which no Python code can reach: only the interpreter
     # holds the hook), so that patching this module, os or builtins later changes nothing.
     getcwd, readlink, stat_, s_isdir = os.getcwd, os.readlink, os.stat, stat.S_ISDIR
     type_, len_, str_type, bytes_type, int_type, tuple_type = type, len, str, bytes, int, tuple
     not_found, violation = ModuleNotFoundError, SandboxViolation
-    stdlib, forbidden_modules, path_events = _STDLIB, _FORBIDDEN_MODULES, _PATH_EVENTS
+    importable, forbidden_modules, path_events = _STDLIB | packages, _FORBIDDEN_MODULES, _PATH_EVENTS
     refused_events, refused_prefixes = _REFUSED_EVENTS, _REFUSED_PREFIXES
     write_flags, directory_flags, create_flags = _WRITE_FLAGS, _O_PATH | os.O_DIRECTORY, os.O_CREAT
     created = [0]   # files and directories created by this run
@@ -206,7 +217,7 @@ def _install_audit_hook(private_dir: str) -> None:
             top = args[0].partition(".")[0]
             if top in forbidden_modules:
                 refuse(f"import of {args[0]!r}")
-            if top not in stdlib:
+            if top not in importable:
                 raise not_found(f"No module named {args[0]!r} (only the standard library is available)")
         elif event in path_events:
             for index in path_events[event]:

@@ -50,6 +50,7 @@ class Config:
     processes: int
     open_files: int
     workspace_bytes: int    # size of the in-memory file system of the private directories
+    packages: list[str] = dataclasses.field(default_factory=list)   # see Executor(packages=)
 
     @classmethod
     def from_json(cls, text: str) -> "Config":
@@ -70,8 +71,8 @@ class Running:
 
 
 class Template:
-    def __init__(self, config: Config) -> None:
-        self.config = config
+    def __init__(self, config: Config, packages: "Packages") -> None:
+        self.config, self.packages = config, packages
         self.pid = os.getpid()    # 1 when started in a PID namespace of its own
         # host_dir: the directory on the host (the client removes it); base_dir: where the
         # private directories are, as this process sees them.
@@ -79,7 +80,7 @@ class Template:
         self.private_root, self.why_not_private = False, "no PID and mount namespaces of its own"
         if self.pid == 1:
             try:
-                rootfs.enter(self.host_dir, config.workspace_bytes)
+                rootfs.enter(self.host_dir, config.workspace_bytes, packages.paths)
                 self.private_root, self.why_not_private, self.base_dir = True, "", rootfs.WORKSPACE
             except (rootfs.RootfsError, OSError) as e:
                 self.why_not_private = f"the private root file system could not be built: {e}"
@@ -155,7 +156,7 @@ class Template:
         if pid == 0:
             _child(job, limits, directory, self.pid, {0: self.devnull, 1: output_fd, 2: output_fd,
                                                       sandbox.RESULT_FD: result_fd,
-                                                      sandbox.LIFELINE_FD: lifeline_read})
+                                                      sandbox.LIFELINE_FD: lifeline_read}, self.packages.modules)
         os.close(lifeline_read)
         pidfd = os.pidfd_open(pid)
         self.epoll.register(pidfd, select.EPOLLIN)
@@ -206,10 +207,11 @@ class Template:
             data = data[written:]
 
 
-def _child(job: dict, limits: sandbox.Limits, directory: str, template_pid: int, fds: dict[int, int]) -> None:
+def _child(job: dict, limits: sandbox.Limits, directory: str, template_pid: int, fds: dict[int, int],
+           packages: frozenset[str]) -> None:
     """The forked child: confine, run the job, write the result, exit. Never returns."""
     try:
-        sandbox.confine(limits, directory, template_pid, fds)
+        sandbox.confine(limits, directory, template_pid, fds, packages)
         harness.write_result(harness.run(job))
     finally:
         os._exit(0)
@@ -263,14 +265,40 @@ def _children_of(parent: int) -> list[int]:
     return children
 
 
+@dataclasses.dataclass(frozen=True)
+class Packages:
+    """The installed packages jobs may use (Executor(packages=)): every top-level module their
+    import loaded beyond the standard library, and the files those modules live in."""
+
+    modules: frozenset[str] = frozenset()
+    paths: tuple[str, ...] = ()
+
+    @classmethod
+    def load(cls, names: list[str]) -> "Packages":
+        before = set(sys.modules)
+        for name in names:
+            __import__(name)
+        modules = {m.partition(".")[0] for m in set(sys.modules) - before} - set(sys.stdlib_module_names)
+        paths = []
+        for name in sorted(modules):
+            file = getattr(sys.modules.get(name), "__file__", None)
+            if file:   # a package's folder, or a single-file module
+                paths.append(os.path.dirname(file) if os.path.basename(file) == "__init__.py" else file)
+        return cls(frozenset(modules), tuple(paths))
+
+
 def main() -> None:
     config = Config.from_json(sys.argv[1])
     sys.dont_write_bytecode = True   # a child must never try to write a .pyc
     # Forking is only safe single-threaded; and children must not find process creation or
-    # native code already loaded, where the audit hook's import check cannot see it.
-    if {"_posixsubprocess", "_ctypes"} & set(sys.modules) or len(os.listdir(f"/proc/{os.getpid()}/task")) != 1:
-        raise SystemExit("executor template: must be single-threaded and load neither subprocess nor ctypes")
-    template = Template(config)
+    # native code already loaded, where the audit hook's import check cannot see it, unless a
+    # package the caller asked for loads them (sandbox.py says what that relaxes).
+    if {"_posixsubprocess", "_ctypes"} & set(sys.modules):
+        raise SystemExit("executor template: must load neither subprocess nor ctypes")
+    packages = Packages.load(config.packages)
+    if len(os.listdir(f"/proc/{os.getpid()}/task")) != 1:
+        raise SystemExit("executor template: must be single-threaded")
+    template = Template(config, packages)
     gc.freeze()   # keep the collector from touching (and so copying) the template's pages in children
     try:
         template.serve()

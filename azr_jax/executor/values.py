@@ -20,6 +20,7 @@ Encoding: a list whose first item is a tag.
     ["q", items, maxlen|None] deque
     ["d", pairs] dict   ["o", pairs] OrderedDict   ["C", pairs] Counter
     ["D", factory|None, pairs] defaultdict (factory: name of a builtin type)
+    ["r", hex, hex, hex] range (start, stop, step)
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ _bytearray_hex = bytearray.hex
 _dict_items = dict.items
 _isinstance = isinstance
 _type_name = type.__dict__["__name__"].__get__   # tp_name, immune to metaclass tricks
+_range_start, _range_stop, _range_step = range.start.__get__, range.stop.__get__, range.step.__get__
 _complex_real = complex.real.__get__
 _complex_imag = complex.imag.__get__
 _deque_maxlen = collections.deque.maxlen.__get__
@@ -112,6 +114,10 @@ class _Encoder:
         if t is bytearray:
             self._spend(2 * _len(value))
             return ["Y", _bytearray_hex(value)]
+        if t is range:
+            bounds = [_hex(_range_start(value)), _hex(_range_stop(value)), _hex(_range_step(value))]
+            self._spend(sum(_len(b) for b in bounds))
+            return ["r", *bounds]
         tag = _SEQUENCE_TAGS.get(t)
         if tag is not None:
             self._spend(0)
@@ -180,6 +186,8 @@ def _decode(data: Any) -> Any:
         return _bytes_fromhex(_text(args))
     if tag == "Y":
         return bytearray(_bytes_fromhex(_text(args)))
+    if tag == "r" and _len(args) == 3:
+        return range(*(_int(_text([bound]), 16) for bound in args))
     if tag in _SEQUENCE_BUILDERS and _len(args) == 1:
         return _SEQUENCE_BUILDERS[tag](_decode(item) for item in _items(args[0]))
     if tag == "q" and _len(args) == 2 and (args[1] is None or _type(args[1]) is int):

@@ -203,6 +203,15 @@ def pack(sequences: Sequence[TrainSequence], *, group_size: int, tokens_per_devi
                        num_tokens=sum(len(s.response) for s in sequences), skipped=len(sequences) - len(computed))
 
 
+def split_mini_batches(sequences: Sequence[TrainSequence], count: int, *, group_size: int) -> list[list[TrainSequence]]:
+    """`count` mini-batches of whole logical micro-batches (`group_size` consecutive sequences),
+    dealt in turn so that each mixes the (task type x role) groups; one optimizer update each."""
+    chunks = [list(sequences[i:i + group_size]) for i in range(0, len(sequences), group_size)]
+    if len(chunks) < count:
+        raise ValueError(f"{len(chunks)} logical micro-batches cannot make {count} mini-batches")
+    return [[s for chunk in chunks[k::count] for s in chunk] for k in range(count)]
+
+
 def _micro_batch(sequences, weights, shards: list[list[list[int]]], size: int, length: int, window: int,
                  pad_id: int, max_segment: int) -> MicroBatch:
     tokens = np.full((size, length), pad_id, np.int32)

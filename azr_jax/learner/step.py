@@ -11,6 +11,7 @@ sampler reads, so both always use the same arrays in device memory.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from azr_jax.learner.batch import MicroBatch, UpdateBatch
@@ -29,12 +31,15 @@ from azr_jax.learner.loss import ClipConfig, importance_ratio, masked_sum, ppo_t
 # Where the PPO ratio's old log-probs come from. "learner": this update's own log-probs with the
 # gradient stopped, so the ratio is exactly 1 and the one update is the reference's (which
 # recomputes them with the actor right after the rollout), at no extra forward pass. "sampler":
-# the decode path's log-probs, whose numerics differ from the learner's (more so in bf16).
-# More than one epoch over a batch would need the learner's log-probs recomputed before the first.
+# the batch's, the decode path's log-probs, whose numerics differ from the learner's (more so in
+# bf16). With several updates per rollout the learner recomputes them once, before the first
+# (`with_learner_logprobs`), and the updates read them from the batch.
 OLD_LOGPROB_SOURCES = ("learner", "sampler")
+# Per-token estimators of KL(policy || reference), r = ref_logp - logp (Schulman's k1 and k3).
+KL_ESTIMATORS = ("k1", "k3")
 
 ROW_AXES = ("data", "fsdp")  # mesh axes that packed rows are split over
-TERMS = ("pg", "entropy", "clipped", "ratio_dev", "sampler_ratio_dev", "logp", "tokens")
+TERMS = ("pg", "entropy", "kl", "clipped", "ratio_dev", "sampler_ratio_dev", "logp", "tokens")
 
 
 @dataclass(frozen=True)
@@ -45,15 +50,29 @@ class LossConfig:
     logprob_chunk: int = 256
     temperature: float = 1.0  # logits are divided by the rollout temperature, as when sampling
     old_logprobs: str = "learner"
+    kl_coef: float = 0.0  # weight of the KL-to-reference penalty (0: off, no reference pass)
+    kl_estimator: str = "k3"
 
     def __post_init__(self) -> None:
         if self.old_logprobs not in OLD_LOGPROB_SOURCES:
             raise ValueError(f"old_logprobs must be one of {OLD_LOGPROB_SOURCES}, got {self.old_logprobs!r}")
+        if self.kl_estimator not in KL_ESTIMATORS:
+            raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {self.kl_estimator!r}")
 
 
-def _micro_batch_terms(model: nnx.Module, max_segment: int, tokens, segment_ids, positions, loss_index, loss_mask,
-                       sampler_logprobs, advantages, weights, loss: LossConfig):
-    """The micro-batch's weighted loss and its sums of diagnostics (see learner.batch for the arrays)."""
+def kl_penalty(logp: jax.Array, ref_logp: jax.Array, estimator: str) -> jax.Array:
+    """Per-token estimate of KL(policy || reference) from the sampled tokens' log-probs: k1 =
+    logp - ref_logp; k3 = exp(r) - r - 1 with r = ref_logp - logp (unbiased, never negative, and
+    both its value and its gradient are 0 where the policy equals the reference)."""
+    if estimator == "k1":
+        return logp - ref_logp
+    r = jnp.clip(ref_logp - logp, -20.0, 20.0)
+    return jnp.exp(r) - r - 1.0
+
+
+def _response_logprobs(model: nnx.Module, max_segment: int, tokens, segment_ids, positions, loss_index,
+                       loss: LossConfig) -> tuple[jax.Array, jax.Array]:
+    """(logprob, entropy) [shards, window] of the response tokens at `loss_index`."""
     hidden, _ = model.hidden_states(tokens, positions, segment_ids=segment_ids, max_segment=max_segment)
     # Only the positions that predict a response token form vocabulary logits, gathered within
     # each shard of rows (one per device: no gather crosses devices).
@@ -61,32 +80,49 @@ def _micro_batch_terms(model: nnx.Module, max_segment: int, tokens, segment_ids,
     hidden = jnp.take_along_axis(hidden.reshape(shards, -1, hidden.shape[-1]), loss_index[..., None], axis=1)
     flat_tokens = tokens.reshape(shards, -1)
     targets = jnp.take_along_axis(flat_tokens, jnp.minimum(loss_index + 1, flat_tokens.shape[1] - 1), axis=1)
-    logp, entropy = token_logprobs(hidden, targets, model.logits, chunk=loss.logprob_chunk,
-                                   temperature=loss.temperature)
-    old = jax.lax.stop_gradient(logp) if loss.old_logprobs == "learner" else sampler_logprobs
+    return token_logprobs(hidden, targets, model.logits, chunk=loss.logprob_chunk, temperature=loss.temperature)
+
+
+def _micro_batch_terms(model: nnx.Module, reference: nnx.Module | None, max_segment: int, tokens, segment_ids,
+                       positions, loss_index, loss_mask, batch_logprobs, advantages, weights, loss: LossConfig):
+    """The micro-batch's weighted loss and its sums of diagnostics (see learner.batch for the arrays)."""
+    logp, entropy = _response_logprobs(model, max_segment, tokens, segment_ids, positions, loss_index, loss)
+    old = jax.lax.stop_gradient(logp) if loss.old_logprobs == "learner" else batch_logprobs
     per_token, ratio, clipped = ppo_token_loss(logp, old, advantages, loss.clip)
-    sampler_ratio = importance_ratio(jax.lax.stop_gradient(logp), sampler_logprobs)
+    sampler_ratio = importance_ratio(jax.lax.stop_gradient(logp), batch_logprobs)
     pg, ent = masked_sum(weights * per_token, loss_mask), masked_sum(weights * entropy, loss_mask)
+    objective = pg - loss.entropy_coef * ent
+    kl = jnp.zeros_like(logp)
+    if loss.kl_coef:
+        ref_logp, _ = _response_logprobs(reference, max_segment, tokens, segment_ids, positions, loss_index, loss)
+        kl = kl_penalty(logp, jax.lax.stop_gradient(ref_logp), loss.kl_estimator)
+        objective = objective + loss.kl_coef * masked_sum(weights * kl, loss_mask)
     terms = {
         "pg": pg,
         "entropy": masked_sum(entropy, loss_mask),
+        "kl": masked_sum(kl, loss_mask),
         "clipped": masked_sum(clipped, loss_mask),
         "ratio_dev": masked_sum(jnp.abs(ratio - 1.0), loss_mask),
         "sampler_ratio_dev": masked_sum(jnp.abs(sampler_ratio - 1.0), loss_mask),
         "logp": masked_sum(logp, loss_mask),
         "tokens": jnp.sum(loss_mask).astype(jnp.float32),
     }
-    return pg - loss.entropy_coef * ent, terms
+    return objective, terms
 
 
 class TrainStep:
     """`params, opt_state, metrics = step(params, opt_state, batch)` for a fixed model graph."""
 
     def __init__(self, model: nnx.Module, optimizer: optax.GradientTransformation, loss: LossConfig,
-                 mesh: Mesh | None = None):
+                 mesh: Mesh | None = None, reference: nnx.State | None = None):
+        """`reference`: the frozen parameters the KL penalty (loss.kl_coef > 0) measures from."""
         self.graphdef, _ = nnx.split(model, nnx.Param)
         self.config = model.config
         self.optimizer, self.loss, self.mesh = optimizer, loss, mesh
+        if loss.kl_coef and reference is None:
+            raise ValueError("a KL penalty (kl_coef > 0) needs the reference parameters")
+        self.reference = reference if loss.kl_coef else None
+        self._logprobs_jit = jax.jit(self._logprobs, static_argnums=(1,))
         self._apply_jit = None  # jitted on the first call, when the state's shardings are known
         self.compiled_shapes: set[tuple[int, ...]] = set()  # (count bucket, *micro-batch shape): one program each
 
@@ -99,21 +135,37 @@ class TrainStep:
         return jax.tree.map(lambda x: x if isinstance(x.sharding, NamedSharding) else
                             jax.device_put(x, replicated), state)
 
-    def _accumulate(self, params, grads, terms, max_segment, count, *stacked):
+    def _accumulate(self, params, reference, grads, terms, max_segment, count, *stacked):
         """grads + the gradients (float32) of the first `count` micro-batches of `stacked` (arrays
         [n, ...] of micro-batches of one shape), terms + their sums. One loop in one program, so
         its buffers serve every micro-batch (separate calls re-allocate them each time)."""
         add = lambda a, b: a + b.astype(jnp.float32)  # noqa: E731
+        reference_model = None if reference is None else nnx.merge(self.graphdef, reference)
 
         def one(i, carry):
             grads, terms = carry
             micro_batch = [jax.lax.dynamic_index_in_dim(a, i, keepdims=False) for a in stacked]
-            objective = lambda p: _micro_batch_terms(nnx.merge(self.graphdef, p), max_segment,  # noqa: E731
-                                                     *micro_batch, self.loss)
+            objective = lambda p: _micro_batch_terms(nnx.merge(self.graphdef, p), reference_model,  # noqa: E731
+                                                     max_segment, *micro_batch, self.loss)
             g, t = jax.grad(objective, has_aux=True)(params)
             return jax.tree.map(add, grads, g), jax.tree.map(add, terms, t)
 
         return jax.lax.fori_loop(0, count, one, (grads, terms))
+
+    def _logprobs(self, params, max_segment, tokens, segment_ids, positions, loss_index):
+        return _response_logprobs(nnx.merge(self.graphdef, params), max_segment, tokens, segment_ids, positions,
+                                  loss_index, self.loss)[0]
+
+    def with_learner_logprobs(self, params: nnx.State, batch: UpdateBatch) -> UpdateBatch:
+        """The batch with the learner's log-probs of every response token under `params` as its
+        old log-probs: taken once, before the first of several updates on one rollout."""
+        out = []
+        with contextlib.nullcontext() if self.mesh is None else jax.set_mesh(self.mesh):
+            for mb in batch.micro_batches:
+                arrays = self._stacked_arrays([mb])
+                logp = self._logprobs_jit(params, mb.max_segment, *(a[0] for a in arrays[:4]))
+                out.append(dataclasses.replace(mb, old_logprobs=_fetch(logp).astype(np.float32)))
+        return dataclasses.replace(batch, micro_batches=tuple(out))
 
     def _apply(self, params, opt_state, grads):
         grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
@@ -132,7 +184,7 @@ class TrainStep:
         self._zeros = jax.jit(lambda p: (jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), p),
                                          {k: jnp.zeros((), jnp.float32) for k in TERMS}),
                               out_shardings=(param_shardings, None))
-        self._accumulate_jit = jax.jit(self._accumulate, static_argnums=(3,), donate_argnums=(1, 2),
+        self._accumulate_jit = jax.jit(self._accumulate, static_argnums=(4,), donate_argnums=(2, 3),
                                        out_shardings=(param_shardings, None))
         self._apply_jit = jax.jit(self._apply, donate_argnums=(0, 1),
                                   out_shardings=(param_shardings, state_shardings, None))
@@ -180,7 +232,8 @@ class TrainStep:
             for shape, micro_batches in by_shape.items():
                 stacked = self._stacked_arrays(micro_batches)
                 self.compiled_shapes.add((stacked[0].shape[0], *shape))
-                grads, terms = self._accumulate_jit(params, grads, terms, shape[-1], len(micro_batches), *stacked)
+                grads, terms = self._accumulate_jit(params, self.reference, grads, terms, shape[-1],
+                                                    len(micro_batches), *stacked)
             params, opt_state, grad_norm = self._apply_jit(params, opt_state, grads)
         t = {k: float(v) for k, v in jax.device_get(terms).items()}
         computed = max(t["tokens"], 1.0)
@@ -189,6 +242,7 @@ class TrainStep:
             "loss/policy": t["pg"],
             # Means over the computed response tokens (skipped sequences are not computed).
             "loss/entropy": t["entropy"] / computed,
+            "loss/kl": t["kl"] / computed,
             "loss/clip_fraction": t["clipped"] / computed,
             "loss/ratio_abs_dev": t["ratio_dev"] / computed,
             # |learner / sampler probability - 1| per token: how far the decode path's numerics are off
@@ -203,3 +257,7 @@ class TrainStep:
             "update/compiled_shapes": float(len(self.compiled_shapes)),
         }
         return params, opt_state, metrics
+
+
+def _fetch(x: jax.Array) -> np.ndarray:
+    return np.asarray(x if x.is_fully_addressable else multihost_utils.process_allgather(x, tiled=True))

@@ -31,6 +31,8 @@ class CacheRead(NamedTuple):
     layer: jax.Array  # int32 scalar
     lengths: jax.Array  # int32 [B]: row b sees its positions [0, lengths[b])
     reach: jax.Array  # int32 scalar: no row sees a position at or after it (max of lengths)
+    block: int  # positions read at a time
+    ragged: bool = False  # per-row reads (ragged_attention.py) instead of blocks up to `reach` for all rows
 
 
 def causal_mask(input_mask: jax.Array) -> jax.Array:
@@ -91,16 +93,21 @@ def query_block(length: int) -> int:
     return max(64, 1 << max(0, math.ceil(math.log2(length / 16))))
 
 
-def decode_attention(q: jax.Array, cached: CacheRead, k_new: jax.Array, v_new: jax.Array, scale: float,
-                     block: int) -> jax.Array:
+def decode_attention(q: jax.Array, cached: CacheRead, k_new: jax.Array, v_new: jax.Array, scale: float) -> jax.Array:
     """Attention of one new query per row, q [B, 1, H, Dh], over its row's filled cache positions
     and its own key/value (k_new, v_new [B, KVH, 1, Dh]).
 
-    The cache is read `block` positions at a time for ceil(reach / block) blocks only (a loop with
-    a dynamic trip count), the blocks combined by a running softmax: the cost follows the longest
-    live row, not the capacity. Rows [0, B) of the cache are read. The capacity must be a
-    multiple of `block`.
+    The cache is read `cached.block` positions at a time for ceil(reach / block) blocks only (a
+    loop with a dynamic trip count), the blocks combined by a running softmax: the cost follows
+    the longest live row, not the capacity. With `cached.ragged`, the Pallas kernel of
+    ragged_attention.py reads each row only up to its own length (interpreted off GPU: slow, for
+    tests). Rows [0, B) of the cache are read. The capacity must be a multiple of the block.
     """
+    block = cached.block
+    if cached.ragged:
+        from azr_jax.model.ragged_attention import ragged_decode_attention
+        return ragged_decode_attention(q, cached.k, cached.v, cached.layer, cached.lengths, k_new, v_new,
+                                       scale=scale, block=block, interpret=jax.default_backend() != "gpu")
     b, _, h, d = q.shape
     kv_heads = k_new.shape[1]
     groups = h // kv_heads

@@ -92,7 +92,7 @@ class Attention(nnx.Module):
         self.scale = c.head_dim ** -0.5
 
     def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array | Packing,
-                 cached: CacheRead | None, key_block: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+                 cached: CacheRead | None) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Returns (output [B, T, D], new keys, new values [B, KVH, T, Dh])."""
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         if self.q_norm is not None:
@@ -105,7 +105,7 @@ class Attention(nnx.Module):
         elif cached is None:
             out = attention(q, k, v, mask, self.scale)
         else:
-            out = decode_attention(q, cached, k, v, self.scale, key_block)
+            out = decode_attention(q, cached, k, v, self.scale)
         return self.o_proj(out), k, v
 
 
@@ -134,8 +134,8 @@ class DecoderLayer(nnx.Module):
         self.mlp = MLP(config, param_dtype=param_dtype, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array | Packing,
-                 cached: CacheRead | None, key_block: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-        a, k, v = self.attn(self.attn_norm(x), cos, sin, mask, cached, key_block)
+                 cached: CacheRead | None) -> tuple[jax.Array, jax.Array, jax.Array]:
+        a, k, v = self.attn(self.attn_norm(x), cos, sin, mask, cached)
         x = x + a
         return x + self.mlp(self.mlp_norm(x)), k, v
 
@@ -169,7 +169,8 @@ class Transformer(nnx.Module):
 
     def hidden_states(self, tokens: jax.Array, positions: jax.Array, *, input_mask: jax.Array | None = None,
                       segment_ids: jax.Array | None = None, max_segment: int | None = None,
-                      cache: KVCache | None = None, key_block: int = 512) -> tuple[jax.Array, KVCache | None]:
+                      cache: KVCache | None = None, key_block: int = 512,
+                      ragged: bool = False) -> tuple[jax.Array, KVCache | None]:
         """Final-norm hidden states [B, T, D] (compute dtype) of int32 tokens [B, T].
 
         `positions` [B, T] are each token's RoPE positions. Without a cache, query t sees key s
@@ -182,7 +183,8 @@ class Transformer(nnx.Module):
         T tokens per row are a prefill (masked as without a cache) written at positions [0, T).
         Otherwise T must be 1: a decode step of rows [0, B) of the cache, each token seeing its
         row's filled positions and written after them; the cache is read `key_block` positions
-        at a time (clipped to a divisor of the capacity), only up to the longest of those rows.
+        at a time (clipped to a divisor of the capacity), only up to the longest of those rows,
+        or with `ragged` each row only up to its own length (a GPU kernel, ragged_attention.py).
         """
         b, t = tokens.shape
         if segment_ids is not None:
@@ -206,8 +208,8 @@ class Transformer(nnx.Module):
         def layer_step(h, xs):
             layer_state, layer = xs
             # The cache enters every layer whole (read-only); attention slices what it reads.
-            cached = CacheRead(cache.k, cache.v, layer, lengths, reach) if reads_cache else None
-            h, k, v = nnx.merge(layers_def, layer_state)(h, cos, sin, mask, cached, key_block)
+            cached = CacheRead(cache.k, cache.v, layer, lengths, reach, key_block, ragged) if reads_cache else None
+            h, k, v = nnx.merge(layers_def, layer_state)(h, cos, sin, mask, cached)
             # New keys/values leave the scan as outputs, written into the cache after it.
             return constrain(h, "hidden"), (None if cache is None else (k, v))
 

@@ -51,6 +51,7 @@ class SlotState:
     keys: jax.Array  # PRNG keys [S]: token t is drawn with fold_in(key, t)
     choice: RowChoice  # [S] temperature, top_p, top_k
     stop_ids: jax.Array  # int32 [S, K], padded with -1
+    steps: jax.Array  # int32 scalar: decode steps run so far (each computes rows of a bucket)
 
     @property
     def slots(self) -> int:
@@ -104,10 +105,12 @@ class Engine:
       graphdef: the model's NNX graph definition; parameters come with every call.
       mesh: shard slots over (data, fsdp) and heads over tensor; None for one device.
       key_block: cache positions per block in the decode attention (see `decode_attention`).
+      ragged: each row's attention reads only its own length (a GPU kernel) instead of blocks up to
+        the longest live row.
     """
 
-    def __init__(self, graphdef: nnx.GraphDef, mesh: Mesh | None, key_block: int):
-        self.graphdef, self.mesh, self.key_block = graphdef, mesh, key_block
+    def __init__(self, graphdef: nnx.GraphDef, mesh: Mesh | None, key_block: int, ragged: bool):
+        self.graphdef, self.mesh, self.key_block, self.ragged = graphdef, mesh, key_block, ragged
         self.prefill = jax.jit(self._prefill, static_argnames=("kind",), donate_argnames=("state",))
         self.decode = jax.jit(self._decode, static_argnames=("rows", "kind"), donate_argnames=("state",))
         self.move = jax.jit(self._move, donate_argnames=("state",))
@@ -125,7 +128,7 @@ class Engine:
                 keys=jax.random.split(jax.random.key(0), slots),
                 choice=RowChoice(temperature=jnp.zeros((slots,), jnp.float32), top_p=jnp.ones((slots,), jnp.float32),
                                  top_k=jnp.zeros((slots,), jnp.int32)),
-                stop_ids=jnp.full((slots, stop_width), -1, jnp.int32))
+                stop_ids=jnp.full((slots, stop_width), -1, jnp.int32), steps=jnp.zeros((), jnp.int32))
 
         return self._placed(empty)
 
@@ -166,7 +169,7 @@ class Engine:
             tokens=put("tokens")(state.tokens), logprobs=put("tokens")(state.logprobs),
             num_tokens=rows(state.num_tokens), limits=rows(state.limits), limit_reasons=rows(state.limit_reasons),
             finish=rows(state.finish), keys=rows(state.keys), choice=jax.tree.map(rows, state.choice),
-            stop_ids=put("tokens")(state.stop_ids))
+            stop_ids=put("tokens")(state.stop_ids), steps=put("scalar")(state.steps))
 
     def _prefill(self, params: nnx.State, state: SlotState, inputs: PrefillInputs, *, kind: int) -> SlotState:
         model: Transformer = nnx.merge(self.graphdef, params)
@@ -220,7 +223,8 @@ class Engine:
             count = state.num_tokens[head]
             last = jnp.take_along_axis(state.tokens[head], jnp.maximum(count - 1, 0)[:, None], axis=1)
             positions = state.cache.lengths[head][:, None]
-            hidden, cache = model.hidden_states(last, positions, cache=state.cache, key_block=self.key_block)
+            hidden, cache = model.hidden_states(last, positions, cache=state.cache, key_block=self.key_block,
+                                                ragged=self.ragged)
             logits = model.logits(hidden[:, 0])
             keys = jax.vmap(jax.random.fold_in)(state.keys[head], count)
             choice = jax.tree.map(lambda x: x[head], state.choice)
@@ -239,7 +243,7 @@ class Engine:
                 tokens=state.tokens.at[row_ids, column].set(token, mode="drop"),
                 logprobs=state.logprobs.at[row_ids, column].set(logprob, mode="drop"),
                 num_tokens=state.num_tokens.at[head].set(jnp.where(live, new_count, count)),
-                finish=state.finish.at[head].set(finish))
+                finish=state.finish.at[head].set(finish), steps=state.steps + 1)
             done = jnp.sum(live & (finish != RUNNING), dtype=jnp.int32)
             return self._constrain(state), steps + 1, finished + done
 

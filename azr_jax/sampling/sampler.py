@@ -56,6 +56,9 @@ class SampleBatch:
         return self.samples[prompt_index * n:(prompt_index + 1) * n]
 
 
+DECODE_ATTENTION = ("auto", "blocked", "ragged")
+
+
 class Sampler:
     """Generates continuations of token-id prompts with a model's *current* parameters.
 
@@ -74,13 +77,16 @@ class Sampler:
         (found through the tokenizer's folder), else the tokenizer's eos token.
       max_length: most tokens (prompt + generated) a sample may reach; a sample stopped by it
         finishes with "cache_full". Default: the model's max_position_embeddings.
-      key_block: cache positions per block read by the decode attention (its cost follows the
-        longest live row in steps of this size).
+      decode_attention: "blocked" reads the cache in blocks of `key_block` up to the longest live
+        row, for every row (XLA, any backend); "ragged" reads each row only up to its own length
+        (a Pallas kernel for GPUs, interpreted elsewhere: slow); "auto": ragged on GPU.
+      key_block: cache positions per block read by the decode attention; default 512 blocked,
+        64 ragged.
     """
 
     def __init__(self, model: Transformer, tokenizer: Any | None, mesh: Mesh | None = None, *,
                  max_batch: int = 256, eos_token_ids: Sequence[int] | None = None,
-                 max_length: int | None = None, key_block: int = 512):
+                 max_length: int | None = None, decode_attention: str = "auto", key_block: int | None = None):
         config = model.config
         self.model, self.tokenizer, self.mesh = model, tokenizer, mesh
         self.unit = 1 if mesh is None else mesh.shape["data"] * mesh.shape["fsdp"]
@@ -91,7 +97,11 @@ class Sampler:
         self.max_length = config.max_position_embeddings if max_length is None else max_length
         if not isinstance(self.max_length, int) or self.max_length < 2:
             raise ConfigError(f"max_length must be an integer >= 2, got {self.max_length!r}")
-        if not isinstance(key_block, int) or key_block < 1:
+        if decode_attention not in DECODE_ATTENTION:
+            raise ConfigError(f"decode_attention must be one of {', '.join(DECODE_ATTENTION)}, got {decode_attention!r}")
+        ragged = decode_attention == "ragged" or (decode_attention == "auto" and jax.default_backend() == "gpu")
+        key_block = (64 if ragged else 512) if key_block is None else key_block
+        if isinstance(key_block, bool) or not isinstance(key_block, int) or key_block < 1:
             raise ConfigError(f"key_block must be a positive integer, got {key_block!r}")
         self.key_block = key_block
         if eos_token_ids is None:
@@ -100,7 +110,7 @@ class Sampler:
             eos_token_ids = _default_eos_ids(tokenizer)
         self.eos_token_ids = tuple(int(t) for t in eos_token_ids)
         self.check_ids("eos token id", self.eos_token_ids)
-        self.engine = compiled_engine(nnx.graphdef(model), mesh, key_block)
+        self.engine = compiled_engine(nnx.graphdef(model), mesh, key_block, ragged)
         self.state: SlotState | None = None
         self._stream: Stream | None = None
         self.seed_shape = jax.random.key_data(jax.random.key(0)).shape
@@ -261,10 +271,10 @@ def _take_rows(tokens: jax.Array, logprobs: jax.Array, index: jax.Array) -> tupl
 
 
 @functools.lru_cache(maxsize=16)
-def compiled_engine(graphdef: nnx.GraphDef, mesh: Mesh | None, key_block: int) -> Engine:
+def compiled_engine(graphdef: nnx.GraphDef, mesh: Mesh | None, key_block: int, ragged: bool) -> Engine:
     """The engine (and its compiled programs) of a model structure, shared by every Sampler of
     that structure: a second sampler (e.g. for evaluation) compiles nothing new."""
-    return Engine(graphdef, mesh, key_block)
+    return Engine(graphdef, mesh, key_block, ragged)
 
 
 def _default_eos_ids(tokenizer: Any) -> list[int]:

@@ -6,8 +6,8 @@ A `Stream` schedules requests over the sampler's decode slots (engine.py). Each 
      its slot, and a request whose n samples have all finished is returned as a `Completion`;
   2. admits queued requests into free slots (lowest slots first): their prompts are prefilled,
      one prefill per prompt-length bucket, each prompt once for its n samples;
-  3. on one device, moves running slots down into free ones, so that the next decode runs over
-     a power-of-two number of rows that follows the number of running slots;
+  3. on one CPU device, moves running slots down into free ones, so that the next decode runs
+     over a power-of-two number of rows that follows the number of running slots;
   4. dispatches the next decode chunk and returns without waiting for it.
 
 So the caller handles completions (runs the executor, submits follow-up requests) while the
@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import jax
 import numpy as np
 
 from azr_jax.errors import SamplingError
@@ -96,7 +97,10 @@ class Stream:
     def __init__(self, sampler: "Sampler"):
         self.sampler = sampler
         self.slots = sampler.max_batch
-        self.compacting = sampler.unit == 1  # rows sharded over devices stay where they are
+        # Compaction pays where a decode step's cost follows its rows (CPU compute); on GPU/TPU a
+        # step is memory-bound and costs about the same for fewer rows, while every row bucket is
+        # one more compiled program. Rows sharded over devices stay where they are.
+        self.compacting = sampler.unit == 1 and jax.default_backend() == "cpu"
         self._queue: deque[_Active] = deque()
         self._owner: list[tuple[_Active, int] | None] = [None] * self.slots
         self._dispatched = False

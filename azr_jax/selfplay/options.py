@@ -30,7 +30,8 @@ class RolloutOptions:
     temperature: float = option(1.0, "sampling temperature of training rollouts (0 = greedy)", min=0.0)
     top_p: float = option(1.0, "nucleus sampling mass", greater_than=0.0, max=1.0)
     top_k: int = option(0, "top-k filter (0 = off)", min=0)
-    max_batch: int = option(256, "largest number of sequences decoded at once", min=1)
+    max_batch: int = option(256, "decode slots: the most sequences decoded at once; finished ones are refilled "
+                                 "from the queue (continuous batching, sampling/stream.py)", min=1)
 
 
 @dataclass(frozen=True)

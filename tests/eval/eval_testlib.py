@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from azr_jax.sampling import Sample, SampleBatch
+from stream_testlib import ScriptedSampler as StreamOfGenerate
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "eval"
-CRUXEVAL = FIXTURES / "cruxeval_head.jsonl"      # sample_0, sample_1, sample_3, sample_5 of CRUXEval
+DATA = FIXTURES / "data"     # a few rows of each benchmark, laid out as the shared data folder
+CRUXEVAL = DATA / "cruxeval.jsonl"      # sample_0, sample_1, sample_3, sample_5 of CRUXEval
 HUMANEVAL = FIXTURES / "humaneval_head.jsonl"    # HumanEval/0, /2 and /38 (its tests use a prompt helper)
 
 
@@ -30,8 +32,9 @@ class CharTokenizer:
         return text + ("<assistant>" if add_generation_prompt else "")
 
 
-class ScriptedSampler:
-    """`generate` answers `respond(prompt_text, sample_index)`; records each call's prompts."""
+class ScriptedSampler(StreamOfGenerate):
+    """`generate` answers `respond(prompt_text, sample_index)`; records each call's prompts (a
+    stream step answers every request submitted since the last one in one call)."""
 
     def __init__(self, respond: Callable[[str, int], str], *, max_batch: int = 8, max_length: int = 100_000):
         self.respond, self.max_batch, self.max_length = respond, max_batch, max_length

@@ -159,10 +159,10 @@ def test_humaneval_solution_extraction():
     assert humaneval_solution(f"Sure:\n{F}python\ndef f():\n    return 1\n", "f") == "\ndef f():\n    return 1\n"
 
 
-def test_calls_are_batched_longest_prompt_first_and_records_keep_task_order(executor):
+def test_tasks_join_one_stream_longest_prompt_first_and_records_keep_task_order(executor):
     sampler = ScriptedSampler(lambda prompt, j: "", max_batch=2)
     result = run("cruxeval-o", sampler, executor)
-    assert [len(call) for call in sampler.calls] == [2, 2]
+    assert [len(call) for call in sampler.calls] == [4]   # all submitted at once, the scripted stream answers them
     lengths = [len(p) for call in sampler.calls for p in call]
     assert lengths == sorted(lengths, reverse=True)
     assert [r["task_id"] for r in result.records] == ["sample_0", "sample_1", "sample_3", "sample_5"]
@@ -193,8 +193,8 @@ def test_run_benchmarks_gives_trainer_metrics(executor):
                           humaneval_path=str(HUMANEVAL), limit=2, max_new_tokens=500)
     metrics = run_benchmarks(options, sampler, sampler.tokenizer, "chat", executor, seed=3)
     assert set(metrics) == {f"eval/{b}/{m}" for b in ("cruxeval-o", "humaneval")
-                            for m in ("pass@1", "answer_rate", "response_tokens_mean", "tasks", "samples_per_task",
-                                      "time_s")}
+                            for m in ("pass@1", "answer_rate", "truncated", "response_tokens_mean", "tasks",
+                                      "samples_per_task", "time_s")}
     assert metrics["eval/cruxeval-o/pass@1"] == 1.0 and metrics["eval/humaneval/pass@1"] == 1.0
     assert metrics["eval/cruxeval-o/tasks"] == 2 and metrics["eval/humaneval/tasks"] == 2
     assert len(sampler.calls) == 2   # greedy, one call per benchmark

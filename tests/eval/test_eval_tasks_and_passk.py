@@ -71,10 +71,11 @@ def test_malformed_cruxeval_files_name_file_and_line(tmp_path, lines, message):
 def test_other_bad_inputs(tmp_path):
     with pytest.raises(BenchmarkDataError, match=r"^/nonexistent/c.jsonl: benchmark data file not found$"):
         load_tasks("cruxeval-i", "/nonexistent/c.jsonl")
-    with pytest.raises(ConfigError, match="^unknown benchmark 'mbpp'; expected one of: cruxeval-o, cruxeval-i, "
-                                          "humaneval$"):
+    with pytest.raises(ConfigError, match=r"^unknown benchmark 'mbpp'; expected one of: cruxeval-o, cruxeval-i, "
+                                          r"humaneval, mbpp\+, aime24, aime25, amc23, math500, minerva, olympiadbench, "
+                                          r"gsm8k$"):
         load_tasks("mbpp", CRUXEVAL)
-    with pytest.raises(ConfigError, match="^cruxeval-o needs the path of its CRUXEval jsonl file$"):
+    with pytest.raises(ConfigError, match="^cruxeval-o needs the path of its data file$"):
         load_tasks("cruxeval-o")
     with pytest.raises(ConfigError, match="^limit must be a positive integer or None, got 0$"):
         load_tasks("cruxeval-o", CRUXEVAL, limit=0)
@@ -127,3 +128,35 @@ def test_reported_ks_and_benchmark_mean():
     assert reported_ks(200) == [1, 5, 10, 100, 200]
     assert mean_pass_at_k([0, 1, 2], 2, 1) == pytest.approx(0.5)
     assert mean_pass_at_k([0, 1, 2], 2, 2) == pytest.approx(2 / 3)
+
+
+def test_every_benchmark_reads_its_file_in_a_data_folder():
+    """The fixture data folder has the shared data's layout; each math layout gives problem and gold."""
+    from azr_jax.eval.tasks import BENCHMARKS, data_file
+    from eval_testlib import DATA
+
+    expected = {"aime24": "204", "aime25": "70", "amc23": "27", "math500": "\\left( 3, \\frac{\\pi}{2} \\right)",
+                "minerva": "1.6", "olympiadbench": "2", "gsm8k": "18"}
+    for benchmark in BENCHMARKS:
+        path = data_file(benchmark, DATA)
+        assert (path is None) == (benchmark == "humaneval")
+        tasks = load_tasks(benchmark, path)
+        if benchmark in expected:
+            assert tasks[0].answer == expected[benchmark] and tasks[0].problem
+    olympiad = load_tasks("olympiadbench", data_file("olympiadbench", DATA))
+    assert olympiad[1].answer == "\\angle B E A_{1}=90,\\angle A E B_{1}=90"   # "$a$,$b$": both parts
+    assert olympiad[3].answer == "(-\\infty, 0) \\cup\\{1\\}"                 # "$...$." cleaned
+    assert load_tasks("gsm8k", data_file("gsm8k", DATA))[2].answer.isdigit()   # "1,000" -> "1000"
+
+
+def test_mbpp_files_are_checked(tmp_path):
+    row = {"task_id": "Mbpp/1", "prompt": "p", "entry_point": "f", "canonical_solution": "def f(x):\n  return x",
+           "assertion": "assert f((1, 2)) == (1, 2)", "base_input": [[[1, 2]]], "plus_input": {}, "atol": 0}
+    [task] = load_tasks("mbpp+", _write(tmp_path / "ok.jsonl", [json.dumps(row)]))
+    assert task.base_inputs == (((1, 2),),) and task.plus_inputs == ()
+    for key, value, message in [("base_input", [1], "'base_input' must be a list of argument lists"),
+                                ("atol", -1, "'atol' must be a number >= 0, got -1"),
+                                ("entry_point", "1f", "entry_point must be a Python identifier, got '1f'")]:
+        path = _write(tmp_path / f"{key}.jsonl", [json.dumps({**row, key: value})])
+        with pytest.raises(BenchmarkDataError, match=f"^{path}:1: {message}$"):
+            load_tasks("mbpp+", path)

@@ -66,6 +66,8 @@ NORMAL = [
     ("from collections import OrderedDict, deque\ndef f(x):\n    return OrderedDict(a=deque([x]))",
      "1", "OrderedDict([('a', deque([1]))])"),
     ("def f(x):\n    return None", "0", "None"),
+    ("def f(x):\n    return range(x, 10, 3)", "1", "range(1, 10, 3)"),                   # range is plain data
+    ("def f(r):\n    return sum(r)", "range(4)", "6"),
 ]
 
 
@@ -107,7 +109,6 @@ INVALID = [
     ("def f(x):\n    return float('inf')", "1", FailureKind.UNREPRESENTABLE),       # repr 'inf' is a name
     ("import collections\ndef f(x):\n    return collections.Counter(x)", "'ab'", FailureKind.UNREPRESENTABLE),
     ("from collections import defaultdict\ndef f(x):\n    return defaultdict(int)", "1", FailureKind.UNREPRESENTABLE),
-    ("def f(x):\n    return range(x)", "3", FailureKind.UNREPRESENTABLE),
     ("def f(x):\n    return {1, 2}.__iter__()", "3", FailureKind.UNREPRESENTABLE),
 ]
 

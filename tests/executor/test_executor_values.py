@@ -15,7 +15,7 @@ SAMPLES = [
     None, True, False, 0, -7, 2**200, 1.5, -0.0, math.inf, 1e300, 3 + 4j, 1 + 0j, "", "héllo\udcff", b"\x00ab",
     bytearray(b"xy"), [1, [2, (3,)]], (), (1,), {1, 2}, frozenset({"a"}), {frozenset({1}): (1, "a")},
     {"a": [1], "b": {"c": None}}, OrderedDict([("b", 1), ("a", 2)]), Counter("abca"), deque([1, 2], maxlen=5),
-    defaultdict(list, {"k": [1]}), defaultdict(None, {}),
+    defaultdict(list, {"k": [1]}), defaultdict(None, {}), range(3), range(10, -2, -3), [range(0)],
 ]
 
 
@@ -63,7 +63,7 @@ class AlwaysEqual:
         return True
 
 
-@pytest.mark.parametrize("value", [Sneaky([1]), AlwaysEqual(), [AlwaysEqual()], {"k": print}, range(3), len,
+@pytest.mark.parametrize("value", [Sneaky([1]), AlwaysEqual(), [AlwaysEqual()], {"k": print}, iter(range(3)), len,
                                    defaultdict(lambda: 0), type("X", (), {})(), {1: object()}],
                          ids=lambda v: type(v).__name__)
 def test_anything_but_plain_data_is_refused(value):

@@ -23,19 +23,34 @@ def _metrics(run, rows):
 
 
 ROWS = [{"step": 1, "deduction/propose/valid_rate": 0.5, "induction/propose/valid_rate": "nan",
-         "deduction/solve/accuracy": 0.25, "buffer/deduction_size": 3.0},
+         "deduction/solve/accuracy": 0.25, "buffer/deduction_size": 3.0, "deduction/solve/reward_std": 0.4,
+         "time/rollout_s": 30.0, "time/update_s": 20.0},
         {"step": 2, "deduction/propose/valid_rate": 1.0, "induction/propose/valid_rate": 0.0,
-         "deduction/solve/accuracy": 0.5, "buffer/deduction_size": 5.0}]
+         "deduction/solve/accuracy": 0.5, "buffer/deduction_size": 5.0, "deduction/solve/reward_std": 0.6,
+         "time/rollout_s": 25.0, "time/update_s": 21.0, "eval/cruxeval-o/pass@1": 0.1}]
 
 
-def test_plot_draws_one_line_per_task_type_and_skips_values_logged_as_text(tmp_path):
+def test_plot_draws_every_panel_and_skips_values_logged_as_text(tmp_path):
     _metrics(tmp_path / "run", ROWS)
     assert plot.task_names(ROWS) == ["deduction", "induction"]
     assert plot.series(ROWS, "induction/propose/valid_rate") == ([2], [0.0])
+    assert plot.metric_names(ROWS, "time/", "_s") == ["time/rollout_s", "time/update_s"]
+    assert plot.metric_names(ROWS, "eval/", "/pass@1") == ["eval/cruxeval-o/pass@1"]
     out = plot.plot_run(tmp_path / "run")
     assert out == tmp_path / "run" / "curves.png"
-    assert out.read_bytes()[:8] == PNG_MAGIC
+    png = out.read_bytes()
+    assert png[:8] == PNG_MAGIC
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")   # the IHDR chunk
+    assert (width, height) == (1400, 1600)
     assert [p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")] == []   # no temporary left
+
+
+def test_plot_refuses_a_run_without_self_play_metrics(tmp_path):
+    _metrics(tmp_path / "run", [{"step": 1, "loss/pg": 0.1}])
+    with pytest.raises(plot.PlotError, match=r"metrics.jsonl: no self-play metrics to plot$"):
+        plot.plot_run(tmp_path / "run")
+    with pytest.raises(plot.PlotError, match=r"no metrics.jsonl \(not a run folder, or no iteration finished yet\)$"):
+        plot.plot_run(tmp_path / "nothing")
 
 
 @pytest.mark.parametrize("command, args, message", [

@@ -57,7 +57,7 @@ def test_round_trip_through_yaml(tmp_path):
     ("steps", "bad override 'steps': expected dotted.key=value"),
     ("steps.x=1", "steps: expected an integer, got {'x': 1}"),
     ("azr.reward.intrinsic=[{coef: 1.0}]", "missing required config key 'azr.reward.intrinsic[0].function'"),
-    ("eval.every_n_steps=5", "eval.cruxeval_path is required"),
+    ("eval.every_n_steps=5", "eval.benchmarks: cruxeval-o needs eval.data_dir or eval.cruxeval_path"),
 ])
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(ConfigError) as err:

@@ -54,3 +54,23 @@ def test_no_samples_file_unless_asked(tmp_path):
     log.log_samples(1, [{"task": "deduction", "role": "solve", "reward": 1.0}])
     log.close()
     assert not (tmp_path / "samples.jsonl").exists()
+
+
+def test_weights_and_biases_in_offline_mode(tmp_path, monkeypatch):
+    """wandb_project logs every metric to a W&B run (here offline: written to out_dir/wandb); a
+    resumed run continues the same W&B run."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    log = MetricsLogger(tmp_path, tensorboard=False, wandb_project="azr-test", config={"optim": {"lr": 1e-6}})
+    log.log(1, {"loss/wandb_marker": 0.125, "reward/mean": float("nan")})
+    log.log(2, {"loss/wandb_marker": 0.375})
+    log.close()
+    run_id = (tmp_path / "wandb_run_id").read_text()
+    [run_file] = (tmp_path / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb")
+    data = run_file.read_bytes()
+    assert b"loss/wandb_marker" in data and b"0.125" in data and b"0.375" in data
+    log = MetricsLogger(tmp_path, tensorboard=False, wandb_project="azr-test", resume_step=2)
+    log.log(3, {"loss/wandb_marker": 0.5})
+    log.close()
+    assert (tmp_path / "wandb_run_id").read_text() == run_id
+    assert read_metrics(tmp_path / "metrics.jsonl")[-1] == {"step": 3, "loss/wandb_marker": 0.5}

@@ -231,7 +231,7 @@ def test_nonfinite_gradient_skips_the_update():
     from azr_jax.config import OptimOptions
     from azr_jax.learner.optimizer import make_optimizer
     model = _model()
-    step = TrainStep(model, make_optimizer(OptimOptions(lr=1e-3)), LossConfig())
+    step = TrainStep(model, make_optimizer(OptimOptions(lr=1e-3), 1), LossConfig())
     _, params = nnx.split(model, nnx.Param)
     before = jax.tree.map(jnp.copy, params)
     seqs = _sequences(2)

@@ -14,7 +14,7 @@ from azr_jax.model.attention import CacheRead, attention, decode_attention
 LAYERS, BATCH, KV_HEADS, HEADS, CAPACITY, HEAD_DIM = 2, 3, 2, 6, 64, 8
 
 
-def _inputs(lengths: list[int], seed: int = 0):
+def _inputs(lengths: list[int], block: int = 8, seed: int = 0, ragged: bool = False):
     rng = np.random.RandomState(seed)
     k = rng.randn(LAYERS, BATCH, KV_HEADS, CAPACITY, HEAD_DIM).astype(np.float32)
     v = rng.randn(LAYERS, BATCH, KV_HEADS, CAPACITY, HEAD_DIM).astype(np.float32)
@@ -22,7 +22,8 @@ def _inputs(lengths: list[int], seed: int = 0):
     k_new = rng.randn(BATCH, KV_HEADS, 1, HEAD_DIM).astype(np.float32)
     v_new = rng.randn(BATCH, KV_HEADS, 1, HEAD_DIM).astype(np.float32)
     lengths = np.asarray(lengths, np.int32)
-    cached = CacheRead(jnp.asarray(k), jnp.asarray(v), jnp.int32(1), jnp.asarray(lengths), jnp.int32(lengths.max()))
+    cached = CacheRead(jnp.asarray(k), jnp.asarray(v), jnp.int32(1), jnp.asarray(lengths), jnp.int32(lengths.max()),
+                       block, ragged)
     return q, k, v, k_new, v_new, lengths, cached
 
 
@@ -34,13 +35,21 @@ def _dense(q, k, v, k_new, v_new, lengths):
     return attention(jnp.asarray(q), jnp.asarray(keys), jnp.asarray(values), jnp.asarray(mask[:, None, :]), 0.3)
 
 
+@pytest.mark.parametrize("ragged", [False, True], ids=["blocked", "ragged"])
 @pytest.mark.parametrize("lengths, block", [([37, 5, 0], 8), ([37, 37, 12], 16), ([37, 64, 1], 64),
                                             ([0, 0, 0], 8), ([64, 63, 64], 16), ([1, 2, 3], 32)])
-def test_blocked_decode_equals_dense_attention(lengths, block):
-    q, k, v, k_new, v_new, lengths, cached = _inputs(lengths)
-    blocked = decode_attention(jnp.asarray(q), cached, jnp.asarray(k_new), jnp.asarray(v_new), 0.3, block)
+def test_decode_equals_dense_attention(lengths, block, ragged):
+    """Both decode attentions (the ragged Pallas kernel interpreted on CPU) equal dense attention."""
+    q, k, v, k_new, v_new, lengths, cached = _inputs(lengths, block, ragged=ragged)
+    blocked = decode_attention(jnp.asarray(q), cached, jnp.asarray(k_new), jnp.asarray(v_new), 0.3)
     np.testing.assert_allclose(np.asarray(blocked), np.asarray(_dense(q, k, v, k_new, v_new, lengths)),
                                atol=2e-6, rtol=1e-5)
+
+
+def _poisoned_after(k, v, start: int, rows=slice(None)):
+    k, v = k.copy(), v.copy()
+    k[:, rows, :, start:], v[:, rows, :, start:] = np.nan, np.nan
+    return k, v
 
 
 def test_blocks_past_the_longest_row_are_never_read():
@@ -48,16 +57,28 @@ def test_blocks_past_the_longest_row_are_never_read():
     q, k, v, k_new, v_new, lengths, cached = _inputs([20, 3, 11])  # blocks 0-2 of 8 are read
     run = lambda k, v: np.asarray(decode_attention(  # noqa: E731
         jnp.asarray(q), cached._replace(k=jnp.asarray(k), v=jnp.asarray(v)), jnp.asarray(k_new),
-        jnp.asarray(v_new), 0.3, 8))
+        jnp.asarray(v_new), 0.3))
     clean = run(k, v)
-    k[:, :, :, 24:], v[:, :, :, 24:] = np.nan, np.nan
+    np.testing.assert_array_equal(run(*_poisoned_after(k, v, 24)), clean)
+
+
+def test_the_ragged_kernel_reads_each_row_only_up_to_its_own_length():
+    """NaN after each row's own last block: the ragged kernel's result is unchanged."""
+    q, k, v, k_new, v_new, lengths, cached = _inputs([20, 3, 11], ragged=True)
+    run = lambda k, v: np.asarray(decode_attention(  # noqa: E731
+        jnp.asarray(q), cached._replace(k=jnp.asarray(k), v=jnp.asarray(v)), jnp.asarray(k_new),
+        jnp.asarray(v_new), 0.3))
+    clean = run(k, v)
+    for row, end in enumerate([24, 8, 16]):
+        k, v = _poisoned_after(k, v, end, rows=row)
     np.testing.assert_array_equal(run(k, v), clean)
 
 
-def test_capacity_must_be_a_multiple_of_the_block():
-    q, k, v, k_new, v_new, lengths, cached = _inputs([8, 8, 8])
+@pytest.mark.parametrize("ragged", [False, True], ids=["blocked", "ragged"])
+def test_capacity_must_be_a_multiple_of_the_block(ragged):
+    q, k, v, k_new, v_new, lengths, cached = _inputs([8, 8, 8], block=24, ragged=ragged)
     with pytest.raises(ValueError, match="cache capacity 64 is not a multiple of the key block 24"):
-        decode_attention(jnp.asarray(q), cached, jnp.asarray(k_new), jnp.asarray(v_new), 0.3, 24)
+        decode_attention(jnp.asarray(q), cached, jnp.asarray(k_new), jnp.asarray(v_new), 0.3)
 
 
 def test_model_decode_steps_of_rows_at_different_lengths(tiny_models):

@@ -23,5 +23,12 @@ def tiny_checkpoints(tmp_path_factory) -> dict[str, TinyModel]:
 
 
 @pytest.fixture(scope="session")
+def model(tiny_checkpoints):
+    """The tiny Qwen2 most sampler tests decode with: one instance, so its compiled programs serve them all."""
+    from azr_jax.model import load_hf
+    return load_hf(tiny_checkpoints["qwen2"].path)
+
+
+@pytest.fixture(scope="session")
 def smollm2_folder(tmp_path_factory) -> Path:
     return converted_smollm2(tmp_path_factory)

@@ -8,17 +8,11 @@ import pytest
 from flax import nnx
 
 from azr_jax.errors import ConfigError, SamplingError
-from azr_jax.model import load_hf
 from azr_jax.sampling import Sampler, SamplingParams
 from sampling_testlib import CompileCounter, random_prompts
 
 NEW = 12
 LENGTHS = [3, 11, 16, 7, 1]  # one prompt bucket (16) and, with NEW tokens, one cache bucket
-
-
-@pytest.fixture(scope="module")
-def model(tiny_checkpoints):
-    return load_hf(tiny_checkpoints["qwen2"].path)
 
 
 @pytest.fixture(scope="module")
@@ -186,3 +180,5 @@ def test_bad_sampler_settings(model):
         Sampler(model, None, eos_token_ids=(), max_length=1)
     with pytest.raises(ConfigError, match="key_block must be a positive integer, got 0"):
         Sampler(model, None, eos_token_ids=(), key_block=0)
+    with pytest.raises(ConfigError, match="decode_attention must be one of auto, blocked, ragged, got 'flash'"):
+        Sampler(model, None, eos_token_ids=(), decode_attention="flash")

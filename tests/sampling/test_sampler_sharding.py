@@ -1,4 +1,5 @@
-"""The sampler on simulated 8-device meshes gives the tokens it gives on one device."""
+"""The sampler on simulated 8-device meshes gives the tokens it gives on one device, with more
+requests than decode slots (slots are refilled on the mesh as on one device)."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +11,7 @@ from azr_jax.sampling import Sampler, SamplingParams
 from sampling_testlib import random_prompts
 
 PARAMS = SamplingParams(16, temperature=0.0, stop_token_ids=(5,))
-LENGTHS = [9, 2, 14]
+LENGTHS = [9, 2, 14, 5, 11, 3, 7, 13, 1, 6, 10]  # more prompts than the 8 slots
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import pytest
 
 from azr_jax.errors import SamplingError
 from azr_jax.learner.logprobs import token_logprobs
-from azr_jax.model import load_hf
 from azr_jax.sampling import Sampler, SamplingParams
 from azr_jax.sampling import sampler as sampler_module
 from sampling_testlib import random_prompts
@@ -19,11 +18,6 @@ EOS = 7
 LENGTHS = [3, 11, 16, 7, 1, 14, 9, 5, 13, 2, 20, 6]  # two prompt buckets (16, 20)
 GREEDY = SamplingParams(14, temperature=0.0)
 SAMPLED = SamplingParams(14, temperature=1.0, top_p=0.9, n=2, seed=11)
-
-
-@pytest.fixture(scope="module")
-def model(tiny_checkpoints):
-    return load_hf(tiny_checkpoints["qwen2"].path)
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +134,15 @@ def test_logprobs_equal_the_learners_recomputation(model, prompts):
     learner = np.asarray(learner)[0]
     for sample, at in zip(batch, response_at):
         assert np.abs(learner[list(at)] - sample.logprobs).max() <= 1e-4
+
+
+def test_the_ragged_kernel_decodes_the_same_tokens(model, prompts):
+    """The per-row Pallas decode attention (interpreted on CPU) gives the blocked one's samples."""
+    requests = [(i, prompts[i], SamplingParams(6, temperature=0.0)) for i in (0, 5, 10)]
+    blocked = _run(Sampler(model, None, eos_token_ids=(), max_batch=4, key_block=16), requests)
+    ragged = _run(Sampler(model, None, eos_token_ids=(), max_batch=4, decode_attention="ragged", key_block=16),
+                  requests)
+    _same(ragged, blocked)
 
 
 def test_decode_slots_that_cannot_fit_are_refused_before_allocation(model, prompts, monkeypatch):

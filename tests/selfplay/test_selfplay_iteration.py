@@ -9,10 +9,10 @@ import pytest
 
 from azr_jax.config import load_train_config
 from azr_jax.executor import Executor
-from azr_jax.sampling import Completion, Request
 from azr_jax.selfplay.buffers import SelfPlayBuffers
 from azr_jax.selfplay.task_types import ABDUCTION, DEDUCTION, INDUCTION, TASK_TYPES, groups
 from azr_jax.trainer import make_selfplay
+from stream_testlib import ScriptedSampler
 
 EOS = 256
 
@@ -38,49 +38,6 @@ def sample(response: str, prompt_index: int) -> Sample:
     """A sampled response as the sampler returns it: byte tokens, EOS, a constant logprob."""
     tokens = list(response.encode()) + [EOS]
     return Sample(tokens, response, [-0.5] * len(tokens), prompt_index)
-
-
-class ScriptedStream:
-    """The sampler's stream over a scripted `generate`: each step answers every request submitted
-    since the last one, with one `generate` call per sampling-parameter set, in submission order."""
-
-    def __init__(self, policy):
-        self.policy, self.queue = policy, []
-
-    def submit(self, prompt, params, *, request_id=None, tag=None):
-        self.queue.append(Request(np.asarray(prompt), params, request_id, tag))
-
-    @property
-    def done(self) -> bool:
-        return not self.queue
-
-    def step(self) -> list[Completion]:
-        queue, self.queue = self.queue, []
-        by_params: dict = {}
-        for request in queue:
-            by_params.setdefault(request.params, []).append(request)
-        out = []
-        for params, requests in by_params.items():
-            samples = list(self.policy.generate([r.prompt.tolist() for r in requests], params))
-            out += [Completion(r, tuple(samples[k * params.n:(k + 1) * params.n])) for k, r in enumerate(requests)]
-        return out
-
-    def __iter__(self):
-        while not self.done:
-            yield from self.step()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        pass
-
-
-class ScriptedSampler:
-    """A policy with the sampler's interface, from a subclass's scripted `generate`."""
-
-    def stream(self) -> ScriptedStream:
-        return ScriptedStream(self)
 
 
 def _answer(body: str) -> str:

@@ -15,7 +15,8 @@ from azr_jax.selfplay.records import IDENTITY_INDUCTION_TASK, ZERO_TRIPLET, read
 from azr_jax.selfplay.task_types import ABDUCTION, DEDUCTION
 from azr_jax.trainer import make_selfplay
 
-from test_selfplay_iteration import ByteTokenizer, ScriptedSampler, _config, executor, sample  # noqa: F401  (the fixture)
+from stream_testlib import ScriptedSampler
+from test_selfplay_iteration import ByteTokenizer, _config, executor, sample  # noqa: F401  (the fixture)
 
 
 class SeedingPolicy(ScriptedSampler):

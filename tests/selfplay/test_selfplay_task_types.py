@@ -12,7 +12,8 @@ from azr_jax.selfplay.task_types import (ABDUCTION, DEDUCTION, INDUCTION, TASK_T
 from azr_jax.trainer import make_selfplay
 
 from exception_task import EXCEPTION
-from test_selfplay_iteration import ByteTokenizer, ScriptedSampler, executor, sample  # noqa: F401  (the fixture)
+from stream_testlib import ScriptedSampler
+from test_selfplay_iteration import ByteTokenizer, executor, sample  # noqa: F401  (the fixture)
 
 
 def test_the_table_holds_the_three_reference_types_with_their_reference_names():

@@ -40,10 +40,12 @@ def write_run_config(path: Path, model: Path, out_dir: Path, **top) -> Path:
         "rollout": {"max_prompt_tokens": 1024, "max_new_tokens": 16, "max_batch": 16},
         "azr": {"batch_size": 2, "num_references": 1, "learnability_samples": 2,
                 "seeding": {"batch_size": 2, "max_rounds": 1}},
-        "optim": {"micro_batch_size": 2, "lr": 1e-3},
+        # Two epochs of two mini-batches, a KL penalty and a schedule: resuming must repeat them exactly.
+        "optim": {"micro_batch_size": 2, "lr": 1e-3, "ppo_epochs": 2, "mini_batches": 2, "kl_coef": 0.05,
+                  "lr_schedule": "cosine", "warmup_steps": 1},
         "executor": {"workers": 2, "timeout_s": 5},
         "eval": {"every_n_steps": 2, "benchmarks": ["cruxeval-o"], "limit": 2, "max_new_tokens": 8,
-                 "cruxeval_path": str(Path(__file__).resolve().parents[1] / "fixtures" / "eval" / "cruxeval_head.jsonl")},
+                 "cruxeval_path": str(Path(__file__).resolve().parents[1] / "fixtures" / "eval" / "data" / "cruxeval.jsonl")},
         **top,
     }
     path.write_text(yaml.safe_dump(config))

@@ -146,3 +146,15 @@ def test_an_update_that_cannot_fit_is_refused_with_its_numbers_before_anything_i
                     r"tokens\) needs \d+\.\d+ [MG]iB per device \(", err)
     assert "the device has 1.0 MiB; lower optim.micro_batch_tokens" in err
     assert "Traceback" not in err and not (tmp_path / "run").exists()
+
+
+def test_decode_slots_that_cannot_fit_are_refused_with_their_numbers_before_anything_is_written(
+        tiny_policy, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("azr_jax.sampling.sampler.device_free_bytes", lambda: 1 << 16)
+    config = write_run_config(tmp_path / "run.yaml", tiny_policy, tmp_path / "run")
+    assert main(["--config", str(config), "mesh.fsdp=-1"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"error: the decode slots do not fit in device memory: \d+ slots x \d+ positions need [\d.]+ "
+                     r"[KMG]iB per device \(\d+ B per position and slot\), the device has 64.0 KiB free; lower "
+                     r"rollout.max_batch, rollout.max_prompt_tokens or rollout.max_new_tokens", err), err
+    assert "Traceback" not in err and not (tmp_path / "run").exists()
