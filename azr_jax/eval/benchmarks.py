@@ -256,8 +256,10 @@ def math_answer(generation: str) -> str | None:
 
 
 def as_latex(answer: str) -> str:
-    """An answer as math_verify's LaTeX extraction reads it: as it is when it carries `$` or a
-    \\boxed{}, else inside `$...$`."""
+    """An answer as math_verify's LaTeX extraction reads it: without escaped dollar signs (a
+    currency, `\\$18.90`) and thin negative spaces (`32,\\!348`); as it is when it then carries
+    `$` or a \\boxed{}, else inside `$...$`."""
+    answer = answer.replace("\\$", "").replace("\\!", "")
     return answer if "$" in answer or "\\boxed" in answer else f"${answer}$"
 
 

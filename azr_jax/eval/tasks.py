@@ -132,16 +132,27 @@ def _example_arguments(assertion: str, entry_point: str) -> tuple | None:
 
 
 def _conform(value: Any, example: Any) -> Any:
-    """JSON has no tuples: give a JSON argument the tuple structure the example argument has (as
-    EvalPlus restores it), elementwise where the lengths agree, else after the first item."""
+    """JSON has neither tuples nor complex numbers: give a JSON argument the types the example
+    argument has (as EvalPlus restores them). Elementwise where the lengths agree, else after the
+    example's first item; a list where the example has no container takes the shape of the
+    example's first container item, or of the example itself (a value nested deeper than its
+    example repeats the example's shape)."""
     if isinstance(example, tuple) and isinstance(value, list):
-        shapes = example if len(example) == len(value) else (example[:1] * len(value) if example else ())
-        return tuple(_conform(v, e) for v, e in zip(value, shapes)) if shapes else tuple(value)
+        container = next((e for e in example if isinstance(e, (tuple, list))), example)
+        items = example if len(example) == len(value) else [example[0] if example else None] * len(value)
+        return tuple(_conform(v, e if not isinstance(v, list) or isinstance(e, (tuple, list)) else container)
+                     for v, e in zip(value, items))
     if isinstance(example, list) and example and isinstance(value, list):
         return [_conform(v, example[0]) for v in value]
     if isinstance(example, dict) and isinstance(value, dict) and example:
         sample = next(iter(example.values()))
         return {k: _conform(v, sample) for k, v in value.items()}
+    if isinstance(value, str) and isinstance(example, (int, float, complex)) and not isinstance(example, bool):
+        for kind in (type(example), complex):   # "1j" for a complex, "0" for an int
+            try:
+                return kind(value)
+            except ValueError:
+                pass
     return value
 
 

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 
-RESULT_MAX_BYTES = 8 << 20   # a child's result larger than this is malformed
+RESULT_MAX_BYTES = 64 << 20   # a child's result larger than this is malformed
 
 
 class ProtocolError(RuntimeError):

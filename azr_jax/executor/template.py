@@ -156,7 +156,7 @@ class Template:
         if pid == 0:
             _child(job, limits, directory, self.pid, {0: self.devnull, 1: output_fd, 2: output_fd,
                                                       sandbox.RESULT_FD: result_fd,
-                                                      sandbox.LIFELINE_FD: lifeline_read}, self.packages.modules)
+                                                      sandbox.LIFELINE_FD: lifeline_read})
         os.close(lifeline_read)
         pidfd = os.pidfd_open(pid)
         self.epoll.register(pidfd, select.EPOLLIN)
@@ -207,11 +207,10 @@ class Template:
             data = data[written:]
 
 
-def _child(job: dict, limits: sandbox.Limits, directory: str, template_pid: int, fds: dict[int, int],
-           packages: frozenset[str]) -> None:
+def _child(job: dict, limits: sandbox.Limits, directory: str, template_pid: int, fds: dict[int, int]) -> None:
     """The forked child: confine, run the job, write the result, exit. Never returns."""
     try:
-        sandbox.confine(limits, directory, template_pid, fds, packages)
+        sandbox.confine(limits, directory, template_pid, fds)
         harness.write_result(harness.run(job))
     finally:
         os._exit(0)
@@ -299,6 +298,7 @@ def main() -> None:
     if len(os.listdir(f"/proc/{os.getpid()}/task")) != 1:
         raise SystemExit("executor template: must be single-threaded")
     template = Template(config, packages)
+    sandbox.install_audit_hook(packages.modules)   # inert here; each child arms it
     gc.freeze()   # keep the collector from touching (and so copying) the template's pages in children
     try:
         template.serve()

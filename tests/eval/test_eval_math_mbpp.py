@@ -7,7 +7,7 @@ import pytest
 
 from azr_jax.eval import evaluate, load_tasks
 from azr_jax.eval.benchmarks import as_latex, math_answer
-from azr_jax.eval.tasks import MATH_BENCHMARKS, data_file
+from azr_jax.eval.tasks import MATH_BENCHMARKS, MbppTask, data_file
 from azr_jax.executor import Executor
 from azr_jax.sampling import SamplingParams
 
@@ -55,6 +55,7 @@ def test_gold_answers_pass_and_perturbed_ones_fail(benchmark, math_executor):
     ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3, \\pi/2)", True), ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3, \\pi)", False),
     ("(-\\infty, 0) \\cup\\{1\\}", "(-\\infty,0)\\cup\\{1\\}", True), ("\\text{Evelyn}", "\\text{Evelyn}", True),
     ("18", "__import__('os').system('id')", False), ("18", "9*2", True),
+    ("\\$18.90", "18.9", True), ("32,\\!348", "32348", True), ("\\$36", "37", False),
 ])
 def test_equivalent_forms(gold, answer, equal, math_executor):
     [check] = math_executor.check_math([as_latex(gold)], [as_latex(answer)])
@@ -117,3 +118,36 @@ def test_mbpp_inputs_take_the_examples_types_and_floats_compare_with_tolerance(m
     near_result = _mbpp([floats], lambda t: near, executor)
     far_result = _mbpp([floats], lambda t: far, executor)
     assert near_result.records[0]["passed"] == [True] and far_result.records[0]["passed"] == [False]
+
+
+def _mbpp_row(assertion: str, base_input: list, **fields) -> dict:
+    return {"task_id": "Mbpp/0", "prompt": "", "entry_point": "f", "canonical_solution": "", "assertion": assertion,
+            "base_input": base_input, "plus_input": [], "atol": 0, **fields}
+
+
+def test_mbpp_json_arguments_become_complex_numbers_and_nested_tuples_as_in_the_example():
+    complex_task = MbppTask.from_json_dict(_mbpp_row("assert f(0, 1j) == 1", [["0", "1j"], ["2", "0j"]]))
+    assert complex_task.base_inputs == ((0, 1j), (2, 0j)) and type(complex_task.base_inputs[1][1]) is complex
+    # Deeper and longer than the example: every nested list is a tuple, also where the example has a number.
+    nested = MbppTask.from_json_dict(_mbpp_row("assert f((4, 5, (7, 6, (2, 4)), 6, 8)) == 1",
+                                               [[[1, [2, 3], 4, 5, 6]], [[1, 2, 3, [4, 5, [6, 7, [8]]]]]]))
+    assert nested.base_inputs == (((1, (2, 3), 4, 5, 6),), ((1, 2, 3, (4, 5, (6, 7, (8,)))),))
+    # Lists stay lists where the example has a list.
+    plain = MbppTask.from_json_dict(_mbpp_row("assert f([1, 2], 'a') == 1", [[[[1], 2], "b"]]))
+    assert plain.base_inputs == (([[1], 2], "b"),)
+
+
+def test_benchmark_calls_return_large_values_and_matches_as_true_and_refuse_oversized_results():
+    code = ("import re\n"
+            "def f(kind):\n"
+            "    if kind == 'match':\n        return re.match('a', 'abc')\n"
+            "    if kind == 'nomatch':\n        return re.match('z', 'abc')\n"
+            "    if kind == 'large':\n        return list(range(300_000))\n"
+            "    return 'x' * 20_000_000\n")
+    with Executor(workers=1, timeout_s=20) as executor:   # the default limits: 16 MiB per file
+        [results] = executor.call_function([code], ["f"], [[("match",), ("nomatch",), ("large",)]])
+        [[huge]] = executor.call_function([code], ["f"], [[("huge",)]])
+    match, nomatch, large = results
+    assert match.value is True and nomatch.value is None and large.value == list(range(300_000))
+    assert huge.failure is not None and huge.failure.kind.value == "output_too_long"
+    assert "more than the 16777216 bytes a file may hold" in huge.failure.message

@@ -56,6 +56,8 @@ CORPUS = [
     ("raise the limits", "import resource\n    resource.setrlimit(resource.RLIMIT_AS, (-1, -1))", K.SANDBOX_VIOLATION),
     ("gc introspection", "import gc\n    return len(gc.get_objects())", K.SANDBOX_VIOLATION),
     ("second audit hook", "import sys\n    sys.addaudithook(lambda *a: None)", K.SANDBOX_VIOLATION),
+    ("re-arm the hook on /", "import sys\n    sys.audit('azr_jax.sandbox.arm', '/')\n"
+     "    open('{canary}', 'w').write('pwned')", K.SANDBOX_VIOLATION),
     ("disarm the hook's tables", "import sys\n    s = sys.modules['azr_jax.executor.sandbox']\n"
      "    s._REFUSED_EVENTS, s._PATH_EVENTS, s._violations = frozenset(), {{}}, []\n"
      "    open('{canary}', 'w').write('pwned')", K.SANDBOX_VIOLATION),

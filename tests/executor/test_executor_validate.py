@@ -68,6 +68,8 @@ NORMAL = [
     ("def f(x):\n    return None", "0", "None"),
     ("def f(x):\n    return range(x, 10, 3)", "1", "range(1, 10, 3)"),                   # range is plain data
     ("def f(r):\n    return sum(r)", "range(4)", "6"),
+    # Each run gets a fresh argument (a literal input is decoded twice), so mutating it is deterministic.
+    ("def f(xs, d):\n    xs.append(0)\n    d['n'] = d.get('n', 0) + 1\n    return len(xs), d", "[1], {}", "(2, {'n': 1})"),
 ]
 
 
