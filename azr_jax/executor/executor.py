@@ -32,7 +32,7 @@ data: a function is code, and representing it would mean either building it in t
 model text or shipping code between children, where the checks above rely on data only. Such a
 task is refused as UNREPRESENTABLE; `range(...)` is data (values.py).
 
-Cost (scripts/bench_executor.py; perf on a 2-core VM): a job that needs a child costs ~2.3 ms of
+Cost (scripts/bench_executor.py, scripts/profile_executor.py; perf on a 2-core VM): a job that needs a child costs ~2.3 ms of
 CPU, almost all of it the process itself: fork + exit of the template ~0.75 ms, copy-on-write
 page faults of the child touching the template's objects (compiling and running a 10-line
 program costs 1 ms in a fresh fork against 0.16 ms in a warm process), confining it ~0.2 ms
