@@ -14,6 +14,16 @@ import jax
 import numpy as np
 
 
+def to_host(x: jax.Array) -> np.ndarray:
+    """A global array as numpy on this host: gathered from every process where this one holds
+    only part of it (a collective call then)."""
+    if x.is_fully_addressable:
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
 def allgather_json(value: Any) -> list[Any]:
     """The JSON-serialisable `value` of every process, in process order (a collective call)."""
     if jax.process_count() == 1:

@@ -62,8 +62,6 @@ from azr_jax.executor.results import CallResult, Check, Failure, FailureKind, Va
 
 
 Outcome = dict[str, Any] | Failure
-# The budget of a value read from a literal here: the harness's budget for answers and arguments.
-_LITERAL_NODES, _LITERAL_CHARS = 100_000, 1_000_000
 
 log = logging.getLogger(__name__)
 
@@ -202,8 +200,7 @@ class Executor:
             arguments = read_arguments(text)
             if arguments is not NOT_A_LITERAL:
                 try:
-                    job["args"] = [values.encode(arguments[0], max_nodes=_LITERAL_NODES, max_chars=_LITERAL_CHARS),
-                                   values.encode(arguments[1], max_nodes=_LITERAL_NODES, max_chars=_LITERAL_CHARS)]
+                    job["args"] = _encode_arguments(arguments)
                 except values.TooLarge:
                     pass
             jobs.append((i, job))
@@ -533,9 +530,8 @@ class _ValuesToRun:
         child otherwise. `arguments`: the literal is an (args, kwargs) pair, encoded as the
         "arguments" job encodes one."""
         if literal is not NOT_A_LITERAL:
-            encode = lambda v: values.encode(v, max_nodes=_LITERAL_NODES, max_chars=_LITERAL_CHARS)  # noqa: E731
             try:
-                return {"ok": True, "value": [encode(literal[0]), encode(literal[1])] if arguments else encode(literal)}
+                return {"ok": True, "value": _encode_arguments(literal) if arguments else _encode_value(literal)}
             except values.TooLarge:
                 pass   # a child evaluates it, and fails it as it would any value this large
         self.jobs.append(job())
@@ -546,6 +542,16 @@ class _ValuesToRun:
         timeouts = [executor.timeout_s if t is None else t for t in self.timeouts]
         outcomes = executor._run_jobs(self.jobs, timeouts)
         return lambda handle: outcomes[handle] if isinstance(handle, int) else handle
+
+
+def _encode_value(value: Any) -> list:
+    """A value read here from a literal, encoded as a child encodes an answer (values.TooLarge past its budget)."""
+    return values.encode(value, max_nodes=values.VALUE_NODES, max_chars=values.VALUE_CHARS)
+
+
+def _encode_arguments(arguments: tuple[tuple, dict]) -> list:
+    """(args, kwargs) read from a literal argument list, encoded as the "arguments" job encodes them."""
+    return [_encode_value(arguments[0]), _encode_value(arguments[1])]
 
 
 def _evaluate_job(expression: str, namespace: list[str]) -> dict[str, Any]:

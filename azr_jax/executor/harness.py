@@ -29,11 +29,9 @@ from azr_jax.executor.results import FailureKind
 
 _CAPTURE = "__azr_arguments__"
 _MESSAGE_CHARS = 500
-# Answers and arguments are unconstrained by max_output_chars, but still bounded.
-_VALUE_NODES = 100_000
-_VALUE_CHARS = 1_000_000
-# A benchmark's own outputs can be far larger (MBPP+ has outputs of millions of nodes): calls with
-# "large_values" (Executor.call_function) get this budget, within the result channel's cap.
+# A benchmark's own outputs can be far larger than values.VALUE_NODES (MBPP+ has outputs of millions
+# of nodes): calls with "large_values" (Executor.call_function) get this budget, within the result
+# channel's cap.
 _LARGE_VALUE_NODES = 4_000_000
 _LARGE_VALUE_CHARS = 48_000_000
 _MATCH = re.Match
@@ -314,7 +312,7 @@ def _encode_or_fail(value: Any, kind: FailureKind, context: str, large: bool = F
     try:
         if large:
             return values.encode(value, max_nodes=_LARGE_VALUE_NODES, max_chars=_LARGE_VALUE_CHARS)
-        return values.encode(value, max_nodes=_VALUE_NODES, max_chars=_VALUE_CHARS)
+        return values.encode(value, max_nodes=values.VALUE_NODES, max_chars=values.VALUE_CHARS)
     except (values.TooLarge, values.NotPlainData) as exc:
         raise JobFailure(kind, f"{context}{exc}") from None
 

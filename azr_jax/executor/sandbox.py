@@ -32,7 +32,7 @@ and the hook lets their modules be imported. Such a package may load ctypes or s
 support into the template (sympy does); the hook still refuses every audited use of them
 (ctypes' calls, process creation), but `_posixsubprocess` is then within reach of code running
 in the child. That is acceptable where the job runs no model-written code, only the package's own
-on model-written text (math answers are parsed as LaTeX, never evaluated: eval/math_grading.py);
+on model-written text (math answers are parsed as LaTeX, never evaluated: harness.py, `_math_equal_job`);
 an Executor for programs keeps `packages` empty.
 """
 from __future__ import annotations

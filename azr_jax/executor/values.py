@@ -58,6 +58,9 @@ _FACTORIES = {"list": list, "dict": dict, "set": set, "int": int, "float": float
 _FACTORY_NAMES = {id(factory): name for name, factory in _FACTORIES.items()}
 
 MAX_DEPTH = 100
+# The budget of an answer, an argument list or a gold output, wherever it is encoded (a child, or
+# the caller reading a literal); a program's own output is bounded by max_output_chars instead.
+VALUE_NODES, VALUE_CHARS = 100_000, 1_000_000
 
 
 class NotPlainData(ValueError):

@@ -20,9 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from azr_jax.distributed import to_host
 from azr_jax.learner.batch import MicroBatch, UpdateBatch
 from azr_jax.learner.logprobs import token_logprobs
 from azr_jax.learner.loss import ClipConfig, importance_ratio, masked_sum, ppo_token_loss
@@ -164,7 +164,7 @@ class TrainStep:
             for mb in batch.micro_batches:
                 arrays = self._stacked_arrays([mb])
                 logp = self._logprobs_jit(params, mb.max_segment, *(a[0] for a in arrays[:4]))
-                out.append(dataclasses.replace(mb, old_logprobs=_fetch(logp).astype(np.float32)))
+                out.append(dataclasses.replace(mb, old_logprobs=to_host(logp).astype(np.float32)))
         return dataclasses.replace(batch, micro_batches=tuple(out))
 
     def _apply(self, params, opt_state, grads):
@@ -258,6 +258,3 @@ class TrainStep:
         }
         return params, opt_state, metrics
 
-
-def _fetch(x: jax.Array) -> np.ndarray:
-    return np.asarray(x if x.is_fully_addressable else multihost_utils.process_allgather(x, tiled=True))

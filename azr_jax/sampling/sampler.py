@@ -21,10 +21,10 @@ from typing import Any
 import jax
 import numpy as np
 from flax import nnx
-from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from azr_jax.device_memory import device_free_bytes, size
+from azr_jax.distributed import to_host
 from azr_jax.errors import ConfigError, SamplingError
 from azr_jax.model.kv_cache import KVCache
 from azr_jax.model.sharding import activation_sharding
@@ -254,9 +254,7 @@ class Sampler:
                     else activation_sharding(self.mesh, kind, x.shape))
         return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
-    @staticmethod
-    def fetch(x: jax.Array) -> np.ndarray:
-        return np.asarray(x if x.is_fully_addressable else multihost_utils.process_allgather(x, tiled=True))
+    fetch = staticmethod(to_host)
 
     def _params(self) -> nnx.State:
         return nnx.state(self.model)
