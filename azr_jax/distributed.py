@@ -8,10 +8,13 @@ With one process this is a plain call.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def to_host(x: jax.Array) -> np.ndarray:
@@ -48,6 +51,7 @@ def host_map(fn: Callable[[list[Any]], list[Any]], items: Sequence[Any]) -> list
     if count == 1:
         return list(fn(list(items)))
     mine = list(fn(list(items[index::count])))
+    log.info("host_map: process %d of %d ran %d of %d items", index, count, len(mine), len(items))
     results: list[Any] = [None] * len(items)
     for p, part in enumerate(allgather_json(mine)):
         results[p::count] = part

@@ -2,8 +2,9 @@
 
     config.yaml        the resolved TrainConfig (what `--resume`, export and eval read back)
     base_model/        config.json, generation config and tokenizer of the starting model (no
-                       weights), so a checkpoint exports and evaluates without the original folder
-    checkpoints/<step>/  orbax: parameters, optimizer state and a JSON record with the buffers
+                       weights; a LoRA run: with its weights, hard-linked when possible), so a
+                       checkpoint exports and evaluates without the original folder
+    checkpoints/<step>/  orbax: parameters (a LoRA run: adapters), optimizer state and a JSON record with the buffers
                        (checkpoint.py); damaged ones are moved to checkpoints.damaged/
     seeds/             what the seeding phase found (selfplay/seeding.py), when the run has one
     metrics.jsonl, samples.jsonl, tb/, wandb_run_id   the metrics (metrics.py)
@@ -14,6 +15,7 @@ Train writes it, export, eval and plot read it; no other module spells these nam
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from azr_jax.config import TrainConfig
 from azr_jax.errors import AzrError, CheckpointError, ConfigError
 from azr_jax.model.atomic_dir import atomic_directory, write_atomic
 from azr_jax.model.hf_export import GENERATION_CONFIG, TOKENIZER_FILES
+from azr_jax.model.safetensors_io import INDEX_FILE
 from azr_jax.policy import Policy
 from azr_jax.run_lock import LOCK_FILE
 from azr_jax.typed_config import build, to_dict
@@ -90,22 +93,30 @@ class RunFolder:
         from flax import nnx
 
         from azr_jax.checkpoint import CheckpointStore
-        from azr_jax.model import DTYPES, MeshConfig, ModelConfig, Transformer, load_tokenizer, make_mesh
+        from azr_jax.model import DTYPES, MeshConfig, ModelConfig, Transformer, load_hf, load_tokenizer, make_mesh
+        from azr_jax.model.lora import add_lora, split_trainable
         from azr_jax.model.sharding import abstract_sharded
 
         self.require_run()
         cfg = self.read_config()
         mesh = make_mesh(MeshConfig()) if mesh is None else mesh
-        config = ModelConfig.from_pretrained(self.base_model)
-        abstract = nnx.eval_shape(lambda: Transformer(config, param_dtype=DTYPES[cfg.model.param_dtype],
-                                                      rngs=nnx.Rngs(0)))
-        graphdef, params_like = nnx.split(abstract, nnx.Param)
+        dtype = DTYPES[cfg.model.param_dtype]
+        lora = cfg.model.lora.config()
+        if lora is None:   # a checkpoint holds every parameter: restore straight into their shardings
+            config = ModelConfig.from_pretrained(self.base_model)
+            model = nnx.eval_shape(lambda: Transformer(config, param_dtype=dtype, rngs=nnx.Rngs(0)))
+            graphdef, params_like = nnx.split(model, nnx.Param)
+            params_like, frozen = abstract_sharded(params_like, mesh), nnx.State({})
+        else:   # a LoRA checkpoint holds the adapters: the base weights come from base_model/
+            model = load_hf(self.base_model, dtype=dtype, mesh=mesh)
+            add_lora(model, lora)
+            graphdef, params_like, frozen = split_trainable(model)
         store = CheckpointStore(self.checkpoints, read_only=True)
         try:
-            restored = store.restore(params_like=abstract_sharded(params_like, mesh), opt_state_like=None, step=step)
+            restored = store.restore(params_like=params_like, opt_state_like=None, step=step)
         finally:
             store.close()
-        return Policy(nnx.merge(graphdef, restored.params), load_tokenizer(self.base_model), mesh,
+        return Policy(nnx.merge(graphdef, restored.params, frozen), load_tokenizer(self.base_model), mesh,
                       cfg.model.prompt_template, restored.step)
 
     def has_seeding_state(self) -> bool:
@@ -130,14 +141,23 @@ class RunFolder:
     def write_config(self, cfg: TrainConfig) -> None:
         write_atomic(self.config_file, [yaml.safe_dump(to_dict(cfg), sort_keys=False)])
 
-    def copy_base_model(self, source: Path) -> None:
-        """config.json, generation config and tokenizer files of the starting model (no weights);
-        kept when already there (a resumed run)."""
+    def copy_base_model(self, source: Path, *, weights: bool = False) -> None:
+        """config.json, generation config and tokenizer files of the starting model, and with
+        `weights` its safetensors (a LoRA run's checkpoints hold only adapters: the frozen base is
+        part of the run; hard links where the file system allows, else copies); kept when
+        already there (a resumed run)."""
         if self.base_model.is_dir():
             return
+        names = ["config.json", GENERATION_CONFIG, *TOKENIZER_FILES]
+        if weights:
+            names += [p.name for p in sorted(source.glob("*.safetensors"))] + [INDEX_FILE]
         with atomic_directory(self.base_model) as tmp:
-            for name in ("config.json", GENERATION_CONFIG, *TOKENIZER_FILES):
-                if (source / name).is_file():
+            for name in names:
+                if not (source / name).is_file():
+                    continue
+                try:
+                    os.link(source / name, tmp / name)
+                except OSError:   # another file system, or links not allowed
                     shutil.copyfile(source / name, tmp / name)
 
     def remove(self) -> None:

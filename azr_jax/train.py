@@ -36,9 +36,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved config as YAML and exit (nothing is loaded or written)")
     parser.add_argument("--multihost", action="store_true",
-                        help="call jax.distributed.initialize() first (TPU pods, multi-node GPU)")
+                        help="join a multi-process run with jax.distributed.initialize() first (TPU pods and "
+                             "GPU clusters find their coordinator themselves; elsewhere give the three below)")
+    parser.add_argument("--coordinator", metavar="HOST:PORT", help="--multihost: process 0's address")
+    parser.add_argument("--num-processes", type=int, metavar="N", help="--multihost: how many processes")
+    parser.add_argument("--process-id", type=int, metavar="I", help="--multihost: this process's index")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=1e-6")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    explicit = [args.coordinator, args.num_processes, args.process_id]
+    if any(v is not None for v in explicit) and not args.multihost:
+        parser.error("--coordinator, --num-processes and --process-id need --multihost")
+    if any(v is not None for v in explicit) and any(v is None for v in explicit):
+        parser.error("give all of --coordinator, --num-processes and --process-id, or none")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> None:
         if args.multihost:
             import jax
-            jax.distributed.initialize()
+            jax.distributed.initialize(args.coordinator, num_processes=args.num_processes,
+                                       process_id=args.process_id)
         configs = args.config if args.config is not None else [DEFAULT_CONFIG]
         cfg = load_train_config(configs, args.overrides)
         if args.print_config:

@@ -27,6 +27,7 @@ from azr_jax.learner.optimizer import learning_rate, make_optimizer
 from azr_jax.learner.step import LossConfig, TrainStep
 from azr_jax.metrics import MetricsLogger
 from azr_jax.model import make_mesh, resolve_model_path
+from azr_jax.model.lora import adapters_off, has_lora, split_trainable
 from azr_jax.policy import build_policy
 from azr_jax.run_folder import RunFolder
 from azr_jax.run_lock import RunLock
@@ -115,9 +116,13 @@ class Trainer:
         o = cfg.optim
         self.updates_per_step = o.ppo_epochs * o.mini_batches
         self.learning_rate = learning_rate(o, cfg.steps * self.updates_per_step)
-        _, self.params = nnx.split(self.model, nnx.Param)
-        # The KL penalty's reference is the starting model, kept frozen (taken before any restore).
-        reference = jax.tree.map(jnp.copy, self.params) if o.kl_coef else None
+        # The trained state: every parameter, or only the adapters of a LoRA model (model.lora).
+        _, self.params, _ = split_trainable(self.model)
+        # The KL penalty's reference is the starting model, kept frozen (taken before any restore);
+        # for LoRA the adapters switched off, with no copy of the base weights.
+        reference = None
+        if o.kl_coef:
+            reference = adapters_off(self.params) if has_lora(self.model) else jax.tree.map(jnp.copy, self.params)
         self.train_step = TrainStep(self.model, make_optimizer(o, cfg.steps * self.updates_per_step), LossConfig(
             clip=ClipConfig(o.clip_low, o.clip_high, o.dual_clip), entropy_coef=o.entropy_coef,
             aggregation=o.loss_aggregation, logprob_chunk=o.logprob_chunk,
@@ -130,7 +135,7 @@ class Trainer:
             self._check_update_memory()
         if self.primary:  # only now: a refused run leaves no folder behind
             run.write_config(cfg)
-            run.copy_base_model(model_path)
+            run.copy_base_model(model_path, weights=has_lora(self.model))
         self.store = CheckpointStore(run.checkpoints, keep=cfg.keep_checkpoints)
         self._exit.callback(self.store.close)
         self.step = 0

@@ -79,10 +79,11 @@ def update_memory(step: TrainStep, params, opt_state, shape: MicroBatchShape) ->
         arrays = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding) for a in arrays)
     with contextlib.nullcontext() if step.mesh is None else jax.set_mesh(step.mesh):
         count = jax.ShapeDtypeStruct((), jnp.int32)
-        compiled = step._accumulate_jit.lower(params, step.reference, grads, terms, shape.max_segment, count,
+        compiled = step._accumulate_jit.lower(params, step.frozen, step.reference, grads, terms, shape.max_segment, count,
                                               *arrays).compile()
     stats = compiled.memory_analysis()
-    param_bytes = _per_device_bytes(params) + _per_device_bytes(step.reference)   # the KL's reference too
+    # The trained state, a LoRA model's frozen base, and the KL's reference.
+    param_bytes = _per_device_bytes(params) + _per_device_bytes(step.frozen) + _per_device_bytes(step.reference)
     grad_bytes = _per_device_bytes(grads)
     # The program's own arguments include params and the (donated, aliased) accumulator, which
     # are counted once in `resident`; what is left is its batch inputs, outputs and temporaries.

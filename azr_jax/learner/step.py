@@ -26,6 +26,7 @@ from azr_jax.distributed import to_host
 from azr_jax.learner.batch import MicroBatch, UpdateBatch
 from azr_jax.learner.logprobs import token_logprobs
 from azr_jax.learner.loss import ClipConfig, importance_ratio, masked_sum, ppo_token_loss
+from azr_jax.model.lora import split_trainable
 
 
 # Where the PPO ratio's old log-probs come from. "learner": this update's own log-probs with the
@@ -115,14 +116,17 @@ class TrainStep:
 
     def __init__(self, model: nnx.Module, optimizer: optax.GradientTransformation, loss: LossConfig,
                  mesh: Mesh | None = None, reference: nnx.State | None = None):
-        """`reference`: the frozen parameters the KL penalty (loss.kl_coef > 0) measures from."""
-        self.graphdef, _ = nnx.split(model, nnx.Param)
+        """`reference`: the trained state (all parameters, or a LoRA model's adapters) of the policy
+        the KL penalty (loss.kl_coef > 0) measures from, merged with the frozen weights."""
+        # What is trained: the adapters of a LoRA model (its base weights stay frozen, passed to
+        # every program as an argument, never donated), else every parameter.
+        self.graphdef, _, self.frozen = split_trainable(model)
         self.config = model.config
         self.optimizer, self.loss, self.mesh = optimizer, loss, mesh
         if loss.kl_coef and reference is None:
             raise ValueError("a KL penalty (kl_coef > 0) needs the reference parameters")
         self.reference = reference if loss.kl_coef else None
-        self._logprobs_jit = jax.jit(self._logprobs, static_argnums=(1,))
+        self._logprobs_jit = jax.jit(self._logprobs, static_argnums=(2,))
         self._apply_jit = None  # jitted on the first call, when the state's shardings are known
         self.compiled_shapes: set[tuple[int, ...]] = set()  # (count bucket, *micro-batch shape): one program each
 
@@ -135,25 +139,28 @@ class TrainStep:
         return jax.tree.map(lambda x: x if isinstance(x.sharding, NamedSharding) else
                             jax.device_put(x, replicated), state)
 
-    def _accumulate(self, params, reference, grads, terms, max_segment, count, *stacked):
+    def _merge(self, params, frozen) -> nnx.Module:
+        return nnx.merge(self.graphdef, params, frozen)
+
+    def _accumulate(self, params, frozen, reference, grads, terms, max_segment, count, *stacked):
         """grads + the gradients (float32) of the first `count` micro-batches of `stacked` (arrays
         [n, ...] of micro-batches of one shape), terms + their sums. One loop in one program, so
         its buffers serve every micro-batch (separate calls re-allocate them each time)."""
         add = lambda a, b: a + b.astype(jnp.float32)  # noqa: E731
-        reference_model = None if reference is None else nnx.merge(self.graphdef, reference)
+        reference_model = None if reference is None else self._merge(reference, frozen)
 
         def one(i, carry):
             grads, terms = carry
             micro_batch = [jax.lax.dynamic_index_in_dim(a, i, keepdims=False) for a in stacked]
-            objective = lambda p: _micro_batch_terms(nnx.merge(self.graphdef, p), reference_model,  # noqa: E731
+            objective = lambda p: _micro_batch_terms(self._merge(p, frozen), reference_model,  # noqa: E731
                                                      max_segment, *micro_batch, self.loss)
             g, t = jax.grad(objective, has_aux=True)(params)
             return jax.tree.map(add, grads, g), jax.tree.map(add, terms, t)
 
         return jax.lax.fori_loop(0, count, one, (grads, terms))
 
-    def _logprobs(self, params, max_segment, tokens, segment_ids, positions, loss_index):
-        return _response_logprobs(nnx.merge(self.graphdef, params), max_segment, tokens, segment_ids, positions,
+    def _logprobs(self, params, frozen, max_segment, tokens, segment_ids, positions, loss_index):
+        return _response_logprobs(self._merge(params, frozen), max_segment, tokens, segment_ids, positions,
                                   loss_index, self.loss)[0]
 
     def with_learner_logprobs(self, params: nnx.State, batch: UpdateBatch) -> UpdateBatch:
@@ -163,7 +170,7 @@ class TrainStep:
         with contextlib.nullcontext() if self.mesh is None else jax.set_mesh(self.mesh):
             for mb in batch.micro_batches:
                 arrays = self._stacked_arrays([mb])
-                logp = self._logprobs_jit(params, mb.max_segment, *(a[0] for a in arrays[:4]))
+                logp = self._logprobs_jit(params, self.frozen, mb.max_segment, *(a[0] for a in arrays[:4]))
                 out.append(dataclasses.replace(mb, old_logprobs=to_host(logp).astype(np.float32)))
         return dataclasses.replace(batch, micro_batches=tuple(out))
 
@@ -184,7 +191,7 @@ class TrainStep:
         self._zeros = jax.jit(lambda p: (jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), p),
                                          {k: jnp.zeros((), jnp.float32) for k in TERMS}),
                               out_shardings=(param_shardings, None))
-        self._accumulate_jit = jax.jit(self._accumulate, static_argnums=(4,), donate_argnums=(2, 3),
+        self._accumulate_jit = jax.jit(self._accumulate, static_argnums=(5,), donate_argnums=(3, 4),
                                        out_shardings=(param_shardings, None))
         self._apply_jit = jax.jit(self._apply, donate_argnums=(0, 1),
                                   out_shardings=(param_shardings, state_shardings, None))
@@ -232,7 +239,7 @@ class TrainStep:
             for shape, micro_batches in by_shape.items():
                 stacked = self._stacked_arrays(micro_batches)
                 self.compiled_shapes.add((stacked[0].shape[0], *shape))
-                grads, terms = self._accumulate_jit(params, self.reference, grads, terms, shape[-1],
+                grads, terms = self._accumulate_jit(params, self.frozen, self.reference, grads, terms, shape[-1],
                                                     len(micro_batches), *stacked)
             params, opt_state, grad_norm = self._apply_jit(params, opt_state, grads)
         t = {k: float(v) for k, v in jax.device_get(terms).items()}

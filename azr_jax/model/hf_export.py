@@ -18,6 +18,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from azr_jax.errors import CheckpointError
 from azr_jax.model.atomic_dir import atomic_directory
 from azr_jax.model.hf_names import tensor_names
+from azr_jax.model.lora import has_lora
 from azr_jax.model.safetensors_io import TensorSpec, write_safetensors
 from azr_jax.model.sharding import state_path
 from azr_jax.model.transformer import Transformer
@@ -46,6 +47,9 @@ def save_hf(model: Transformer, out_dir: str | Path, *, tokenizer_from: Any = No
     Sharded parameters are gathered one tensor (one layer) at a time; in a multi-process run
     every process must call this, and process 0 writes.
     """
+    if has_lora(model):   # the adapters have no row in the parameter table: they would be dropped
+        raise ValueError("the model has LoRA adapters: merge them first (azr_jax.model.lora.merge) or write them "
+                         "with save_peft")
     out_dir = Path(out_dir)
     config = model.config
     write_dtype = np.dtype(model.param_dtype if dtype is None else dtype)

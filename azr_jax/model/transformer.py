@@ -48,16 +48,23 @@ class RMSNorm(nnx.Module):
 
 
 class Dense(nnx.Module):
-    """y = x . kernel (+ bias), contracting x's trailing `in_shape` dims; kernel is in_shape + out_shape."""
+    """y = x . kernel (+ bias), contracting x's trailing `in_shape` dims; kernel is in_shape + out_shape.
+    With LoRA adapters (model/lora.py) y also gets lora_scale * (x . lora_a) . lora_b."""
 
     def __init__(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...], *, bias: bool,
                  param_dtype: jnp.dtype, dtype: jnp.dtype, rngs: nnx.Rngs):
         self.kernel = nnx.Param(_init(rngs.params(), in_shape + out_shape, param_dtype))
         self.bias = nnx.Param(jnp.zeros(out_shape, param_dtype)) if bias else None
         self.num_in, self.dtype = len(in_shape), dtype
+        self.lora_a, self.lora_b = nnx.data(None), nnx.data(None)   # adapters' slots (data, not static)
+        self.lora_scale = 0.0
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        y = jnp.tensordot(x.astype(self.dtype), self.kernel[...].astype(self.dtype), axes=self.num_in)
+        x = x.astype(self.dtype)
+        y = jnp.tensordot(x, self.kernel[...].astype(self.dtype), axes=self.num_in)
+        if self.lora_a is not None:
+            low = jnp.tensordot(x, self.lora_a[...].astype(self.dtype), axes=self.num_in)
+            y = y + self.lora_scale * jnp.tensordot(low, self.lora_b[...].astype(self.dtype), axes=1)
         return y if self.bias is None else y + self.bias[...].astype(self.dtype)
 
 

@@ -57,6 +57,9 @@ def test_plot_refuses_a_run_without_self_play_metrics(tmp_path):
     ("plot", ["{tmp}/missing"], "error: {tmp}/missing: no metrics.jsonl"),
     ("export", ["{tmp}/missing", "{tmp}/hf"], "error: {tmp}/missing is not an azr-jax run folder"),
     ("train", ["azr.task_types=[deduktion]"], "error: azr.task_types: unknown task type 'deduktion'"),
+    ("train", ["--coordinator", "127.0.0.1:1"], "error: --coordinator, --num-processes and --process-id need --multihost"),
+    ("train", ["--multihost", "--process-id", "0"], "error: give all of --coordinator, --num-processes and --process-id"),
+    ("export", ["{tmp}/missing", "{tmp}/hf", "--peft"], "error: {tmp}/missing is not an azr-jax run folder"),
 ])
 def test_every_command_reports_bad_input_in_one_line_with_status_2(tmp_path, command, args, message):
     result = subprocess.run([sys.executable, "-m", f"azr_jax.{command}", *[a.format(tmp=tmp_path) for a in args]],

@@ -29,11 +29,12 @@ def tiny_policy(tmp_path_factory) -> Path:
     return folder
 
 
-def write_run_config(path: Path, model: Path, out_dir: Path, **top) -> Path:
+def write_run_config(path: Path, model: Path, out_dir: Path, model_options: dict | None = None, **top) -> Path:
     """A run small enough for a test: 2 tasks per group (1 logged to samples.jsonl), 16-token
-    responses, 2 devices, a 2-task CRUXEval-O evaluation at step 2."""
+    responses, 2 devices, a 2-task CRUXEval-O evaluation at step 2. `model_options`: more `model.*`
+    keys; `top`: top-level sections that replace the defaults."""
     config = {
-        "model": {"path": str(model), "prompt_template": "chat", "remat": False},
+        "model": {"path": str(model), "prompt_template": "chat", "remat": False, **(model_options or {})},
         "mesh": {"data": 1, "fsdp": 2, "tensor": 1},
         "out_dir": str(out_dir), "steps": 3, "checkpoint_every": 1, "keep_checkpoints": 2,
         "tensorboard": False, "progress": False, "log_samples": 1,

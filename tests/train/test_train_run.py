@@ -208,3 +208,42 @@ def test_resume_with_no_intact_checkpoint_is_a_clear_error(uninterrupted, tiny_p
     assert "error: no intact checkpoint in" in out and "found 2, all damaged (step 3:" in out
     assert "Traceback" not in out and "Exception ignored" not in out
     assert sorted(p.name for p in (run / "checkpoints.damaged").iterdir()) == ["2", "3"]
+
+
+def test_lora_run_checkpoints_adapters_only_resumes_and_exports(tiny_policy, tmp_path, capsys):
+    """model.lora: the run trains adapters on a frozen base (with the KL to the base), its checkpoints
+    hold the adapters and their optimizer state only, it resumes, and it exports merged or as PEFT."""
+    from azr_jax.model.lora import ADAPTER_WEIGHTS, has_lora
+
+    config = write_run_config(
+        tmp_path / "run.yaml", tiny_policy, tmp_path / "run", steps=2, keep_checkpoints=3,
+        model_options={"lora": {"rank": 4, "alpha": 8.0}}, eval={"every_n_steps": 0},
+        azr={"batch_size": 2, "num_references": 1, "learnability_samples": 2, "seeding": {"enabled": False}},
+        optim={"micro_batch_size": 2, "lr": 1e-3, "kl_coef": 0.05})
+    _finish(_train(config))
+    _finish(_train(config, "--resume", "steps=3"))
+    rows = _metrics(tmp_path / "run")
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert all(np.isfinite(r["optim/grad_norm"]) and r["loss/kl"] >= 0.0 for r in rows) and rows[-1]["loss/kl"] > 0
+
+    def size(folder: Path) -> int:
+        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+    base_bytes = size(tiny_policy)
+    for step in (1, 2, 3):   # adapters (+ 2 Adam moments) of 2 layers x 7 projections: a few hundred KiB
+        assert size(tmp_path / "run" / "checkpoints" / str(step)) < 0.05 * base_bytes
+
+    policy = RunFolder(tmp_path / "run").restore_policy(3)
+    assert has_lora(policy.model) and float(np.abs(policy.model.layers.mlp.up_proj.lora_b[...]).max()) > 0
+    base = {path: np.asarray(v[...]) for path, v in nnx.to_flat_state(nnx.state(load_hf(tiny_policy), nnx.Param))}
+    for path, value in nnx.to_flat_state(nnx.state(policy.model, nnx.Param)):
+        np.testing.assert_array_equal(np.asarray(value[...]), base[path], err_msg=str(path))   # frozen
+
+    tokens = np.arange(24, dtype=np.int32).reshape(2, 12)
+    adapted = np.asarray(policy.model(tokens))
+    assert export_main([str(tmp_path / "run"), str(tmp_path / "merged")]) == 0
+    np.testing.assert_allclose(np.asarray(load_hf(tmp_path / "merged")(tokens)), adapted, atol=1e-5, rtol=0)
+    assert export_main([str(tmp_path / "run"), str(tmp_path / "peft"), "--peft"]) == 0
+    assert "exported the adapters of step 3" in capsys.readouterr().out
+    assert (tmp_path / "peft" / ADAPTER_WEIGHTS).is_file()
+    jax.clear_caches()
