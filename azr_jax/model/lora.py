@@ -26,14 +26,13 @@ import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
+from azr_jax.distributed import to_host
 from azr_jax.errors import ConfigError
+from azr_jax.model.hf_names import PARAMETERS
 
-# Projection name -> (module path inside a decoder layer, its row in the parameter table).
-TARGETS: dict[str, tuple[str, str]] = {
-    "q_proj": ("attn", "self_attn"), "k_proj": ("attn", "self_attn"), "v_proj": ("attn", "self_attn"),
-    "o_proj": ("attn", "self_attn"),
-    "gate_proj": ("mlp", "mlp"), "up_proj": ("mlp", "mlp"), "down_proj": ("mlp", "mlp"),
-}
+# Projection name -> the module of a decoder layer that holds it.
+TARGETS: dict[str, str] = {"q_proj": "attn", "k_proj": "attn", "v_proj": "attn", "o_proj": "attn",
+                           "gate_proj": "mlp", "up_proj": "mlp", "down_proj": "mlp"}
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
@@ -61,7 +60,7 @@ class LoraConfig:
 
 
 def _projection(model, name: str):
-    return getattr(getattr(model.layers, TARGETS[name][0]), name)
+    return getattr(getattr(model.layers, TARGETS[name]), name)
 
 
 def _kernel_dims(dense) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
@@ -147,12 +146,6 @@ def merge(model) -> None:
         dense.lora_scale = 0.0
 
 
-def _host(array: jax.Array) -> np.ndarray:
-    if not array.is_fully_addressable:   # replicated: every process holds all of it
-        return np.asarray(array.addressable_data(0))
-    return np.asarray(array)
-
-
 def save_peft(model, out_dir: str | Path, *, config: LoraConfig, base_model: str = "",
               overwrite: bool = False) -> Path:
     """The adapters alone in the PEFT layout: adapter_model.safetensors (lora_A [rank, in],
@@ -162,15 +155,15 @@ def save_peft(model, out_dir: str | Path, *, config: LoraConfig, base_model: str
 
     from azr_jax.model.atomic_dir import atomic_directory
 
+    hf_names = {name.path: name for name in PARAMETERS}   # the kernel's HF name is the adapters' prefix
     tensors = {}
     for name, dense in _adapted(model):
-        a, b = _host(dense.lora_a[...]), _host(dense.lora_b[...])
-        prefix = f"base_model.model.model.layers.{{layer}}.{TARGETS[name][1]}.{name}"
+        a, b = to_host(dense.lora_a[...]), to_host(dense.lora_b[...])
+        kernel = hf_names[f"layers/{TARGETS[name]}/{name}/kernel"]
         for layer in range(a.shape[0]):
-            tensors[f"{prefix.format(layer=layer)}.lora_A.weight"] = np.ascontiguousarray(
-                a[layer].reshape(-1, config.rank).T)
-            tensors[f"{prefix.format(layer=layer)}.lora_B.weight"] = np.ascontiguousarray(
-                b[layer].reshape(config.rank, -1).T)
+            prefix = "base_model.model." + kernel.hf_key(layer).removesuffix(".weight")
+            tensors[f"{prefix}.lora_A.weight"] = np.ascontiguousarray(a[layer].reshape(-1, config.rank).T)
+            tensors[f"{prefix}.lora_B.weight"] = np.ascontiguousarray(b[layer].reshape(config.rank, -1).T)
     if not tensors:
         raise ValueError("the model has no LoRA adapters to save")
     out_dir = Path(out_dir)
