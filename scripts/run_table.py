@@ -1,9 +1,12 @@
 """A run's metrics.jsonl as a per-iteration Markdown table.
 
-    python scripts/run_table.py runs/smollm2-default
+    python scripts/run_table.py runs/smollm2-default [--thirds]
 
 Columns: valid-proposal rate and solver accuracy per task type, mean proposer and solver
 rewards, and seconds per phase (sampling, executor work, update, whole iteration).
+`--thirds` prints instead the learning-signal summary docs/algorithm.md reports: the valid-proposal
+rate and the solver accuracy (each the mean over task types) averaged over the first and the last
+third of the iterations, and their ratio.
 """
 from __future__ import annotations
 
@@ -44,14 +47,31 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def thirds(rows: list[dict]) -> str:
+    """First-third and last-third averages of the per-iteration means over task types."""
+    n = len(rows) // 3
+    if n == 0:
+        raise SystemExit(f"{len(rows)} iterations: too few for thirds")
+    lines = [f"{len(rows)} iterations; thirds of {n}"]
+    for name, suffix in (("valid-proposal rate", "propose/valid_rate"), ("solver accuracy", "solve/accuracy")):
+        per_step = [_mean(row, [f"{t}/{suffix}" for t in TASKS]) for row in rows]
+        first, last = (sum(v for v in part if v is not None) / max(1, sum(v is not None for v in part))
+                       for part in (per_step[:n], per_step[-n:]))
+        ratio = f"{last / first:.2f}x" if first > 0 else "inf" if last > 0 else "-"
+        lines.append(f"{name}: first third {first:.3f}, last third {last:.3f} ({ratio})")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, help="a run's out_dir (holds metrics.jsonl)")
+    parser.add_argument("--thirds", action="store_true", help="first- and last-third averages instead of the table")
     args = parser.parse_args()
     path = RunFolder(args.run_dir).metrics_file
     if not path.is_file():
         parser.error(f"{path} does not exist")
-    print(table(read_metrics(path)))
+    rows = read_metrics(path)
+    print(thirds(rows) if args.thirds else table(rows))
 
 
 if __name__ == "__main__":
