@@ -23,13 +23,23 @@ PHASES = ("rollout", "validate_proposals", "score_solutions", "score_learnabilit
 SHORT = {"deduction": "ded", "abduction": "abd", "induction": "ind"}
 
 
-def _fmt(value: float | None, digits: int) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+def _finite(value) -> bool:
+    # metrics.jsonl logs non-finite values as text ("nan").
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _fmt(value, digits: int) -> str:
+    return f"{value:.{digits}f}" if _finite(value) else "-"
+
+
+def _average(values: list) -> float | None:
+    """Mean of the finite numbers among `values`."""
+    finite = [v for v in values if _finite(v)]
+    return sum(finite) / len(finite) if finite else None
 
 
 def _mean(row: dict, keys: list[str]) -> float | None:
-    values = [row[k] for k in keys if k in row and row[k] == row[k]]
-    return sum(values) / len(values) if values else None
+    return _average([row.get(k) for k in keys])
 
 
 def table(rows: list[dict]) -> str:
@@ -55,10 +65,10 @@ def thirds(rows: list[dict]) -> str:
     lines = [f"{len(rows)} iterations; thirds of {n}"]
     for name, suffix in (("valid-proposal rate", "propose/valid_rate"), ("solver accuracy", "solve/accuracy")):
         per_step = [_mean(row, [f"{t}/{suffix}" for t in TASKS]) for row in rows]
-        first, last = (sum(v for v in part if v is not None) / max(1, sum(v is not None for v in part))
-                       for part in (per_step[:n], per_step[-n:]))
-        ratio = f"{last / first:.2f}x" if first > 0 else "inf" if last > 0 else "-"
-        lines.append(f"{name}: first third {first:.3f}, last third {last:.3f} ({ratio})")
+        first, last = (_average(part) for part in (per_step[:n], per_step[-n:]))
+        ratio = ("-" if first is None or last is None else f"{last / first:.2f}x" if first > 0
+                 else "inf" if last > 0 else "-")
+        lines.append(f"{name}: first third {_fmt(first, 3)}, last third {_fmt(last, 3)} ({ratio})")
     return "\n".join(lines)
 
 
