@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from azr_jax.config import TrainConfig, load_train_config
-from azr_jax.cli import run_command
+from azr_jax.cli import EXIT_INTERRUPTED, run_command
 from azr_jax.resources import DEFAULT_CONFIG, shipped_configs
 from azr_jax.typed_config import describe, to_dict
 
@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
-    def body() -> None:
+    def body() -> int | None:
         if args.multihost:
             import jax
             jax.distributed.initialize(args.coordinator, num_processes=args.num_processes,
@@ -67,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             return
         from azr_jax.trainer import Trainer  # heavy imports after the config is known to be valid
         with Trainer(cfg, resume=args.resume) as trainer:
-            trainer.run()
+            if not trainer.run():
+                print(f"stopped at step {trainer.step} of {cfg.steps}, with a checkpoint: --resume goes on from there",
+                      file=sys.stderr)
+                return EXIT_INTERRUPTED
 
     return run_command(body)
 

@@ -20,6 +20,7 @@ from azr_jax.checkpoint import CheckpointStore
 from azr_jax.config import TrainConfig
 from azr_jax.device_memory import GiB, device_memory_bytes, size
 from azr_jax.errors import ConfigError
+from azr_jax.graceful_stop import GracefulStop
 from azr_jax.learner.batch import pack, split_mini_batches
 from azr_jax.learner.loss import ClipConfig
 from azr_jax.learner.memory import check_update_fits, worst_micro_batch
@@ -179,7 +180,9 @@ class Trainer:
         self.store.save(self.step, params=self.params, opt_state=self.opt_state,
                         state={"step": self.step, "buffers": self.buffers.state_dict(), "config": to_dict(self.cfg)})
 
-    def run(self) -> None:
+    def run(self) -> bool:
+        """Train up to `steps` iterations; False when a stop signal ended the run early, after the
+        iteration it arrived in and that iteration's checkpoint (graceful_stop.py)."""
         cfg = self.cfg
         metrics = MetricsLogger(self.out_dir, tensorboard=cfg.tensorboard, wandb_project=cfg.wandb_project,
                                 resume_step=self.step if self.step else None, config=to_dict(cfg),
@@ -190,24 +193,29 @@ class Trainer:
                 self._seed(selfplay)
             progress = _progress(cfg, self.step) if self.primary else None
             try:
-                while self.step < cfg.steps:
-                    self.step += 1
-                    row, episodes = self._iteration(selfplay)
-                    if cfg.eval.every_n_steps and self.step % cfg.eval.every_n_steps == 0:
-                        row.update(self._evaluate(ex))
-                    metrics.log(self.step, row)
-                    metrics.log_samples(self.step, _first_per_group(episodes, cfg.log_samples))
-                    if progress is not None:
-                        progress.update(1)
-                        progress.set_postfix(_summary(row), refresh=False)
-                    if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                with GracefulStop() as stop:
+                    while self.step < cfg.steps:
+                        self.step += 1
+                        row, episodes = self._iteration(selfplay)
+                        if cfg.eval.every_n_steps and self.step % cfg.eval.every_n_steps == 0:
+                            row.update(self._evaluate(ex))
+                        metrics.log(self.step, row)
+                        metrics.log_samples(self.step, _first_per_group(episodes, cfg.log_samples))
+                        if progress is not None:
+                            progress.update(1)
+                            progress.set_postfix(_summary(row), refresh=False)
+                        if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                            self.save()
+                        if stop.requested():
+                            log.warning("%s: stopped after step %d of %d", stop.signal_name, self.step, cfg.steps)
+                            break
+                    if not self.store.all_steps() or self.store.latest_step() != self.step:
                         self.save()
-                if not self.store.all_steps() or self.store.latest_step() != self.step:
-                    self.save()
             finally:
                 if progress is not None:
                     progress.close()
                 metrics.close()
+        return self.step >= cfg.steps
 
     def _seed(self, selfplay: SelfPlay) -> None:
         """The seeding phase (selfplay/seeding.py); its result becomes the buffers at step 0."""

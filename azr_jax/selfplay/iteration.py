@@ -204,19 +204,20 @@ class SelfPlay:
     def _rollout(self, step: int, propose: dict[TaskType, list[Job]], solve: dict[TaskType, list[Job]],
                  timer: _Timer) -> "_Rollout":
         """Every sample of the step in one stream (see the module docstring), scored as it completes."""
-        out = _Rollout(self.task_types, propose, solve)
+        out = _Rollout(self.task_types, propose, solve, self.azr.solver_samples)
         seeds = [self._sampling_seed(step, kind) for kind in (PROPOSAL, SOLUTION, ROLLOUT)]
         n = self.azr.learnability_samples
         proposals = [(t, i) for t in self.task_types for i in range(len(propose[t]))]
         solutions = [(t, i) for t in self.task_types for i in range(len(solve[t]))]
-        log.info("step %d: sampling %d proposals and %d solutions, and %d rollouts per valid proposal", step,
-                 len(proposals), len(solutions), n)
+        log.info("step %d: sampling %d proposals, %d solver tasks x %d, and %d rollouts per valid proposal", step,
+                 len(proposals), len(solutions), self.azr.solver_samples, n)
         with self.policy.stream() as stream:
             for k, (t, i) in enumerate(proposals):
                 stream.submit(propose[t][i].ids, self._params(n=1, seed=seeds[PROPOSAL]), request_id=k,
                               tag=(PROPOSAL, t, i, k))
             for k, (t, i) in enumerate(solutions):
-                stream.submit(solve[t][i].ids, self._params(n=1, seed=seeds[SOLUTION]), request_id=k,
+                stream.submit(solve[t][i].ids, self._params(n=self.azr.solver_samples, seed=seeds[SOLUTION]),
+                              request_id=k,
                               tag=(SOLUTION, t, i, k))
             while not stream.done:
                 completed: dict[tuple[int, TaskType], list] = defaultdict(list)
@@ -257,7 +258,8 @@ class SelfPlay:
         admitted = {}
         for t in self.task_types:
             proposer, admitted[t] = self._proposer_episodes(t, propose[t], proposals[t], checks[t], rates[t], metrics)
-            episodes += proposer + self._solver_episodes(t, solve[t], solutions[t], accuracies[t], metrics)
+            answered = [job for job in solve[t] for _ in range(self.azr.solver_samples)]
+            episodes += proposer + self._solver_episodes(t, answered, solutions[t], accuracies[t], metrics)
         for t in self.task_types:  # grow after all rewards: this step's rewards saw the same buffers
             metrics[metric(t, Role.PROPOSE, "admitted")] = float(self.buffers.add(t, admitted[t], step))
             metrics[buffer_metric(t, "size")] = float(len(self.buffers[t]))
@@ -340,6 +342,7 @@ class _Rollout:
     task_types: list[TaskType]
     propose: dict[TaskType, list[Job]]
     solve: dict[TaskType, list[Job]]
+    answers_per_task: int  # azr.solver_samples: solutions and accuracies hold that many per solver job, job-major
     proposals: dict[TaskType, list[Response]] = field(default_factory=dict)
     checks: dict[TaskType, list[ProposalCheck]] = field(default_factory=dict)
     rates: dict[TaskType, dict[int, float]] = field(default_factory=dict)  # proposal index -> solve rate
@@ -352,8 +355,8 @@ class _Rollout:
         for t in self.task_types:
             self.proposals[t] = [None] * len(self.propose[t])
             self.checks[t] = [None] * len(self.propose[t])
-            self.solutions[t] = [None] * len(self.solve[t])
-            self.accuracies[t] = [None] * len(self.solve[t])
+            self.solutions[t] = [None] * (len(self.solve[t]) * self.answers_per_task)
+            self.accuracies[t] = [None] * (len(self.solve[t]) * self.answers_per_task)
             self.rates[t], self.rollouts[t] = {}, []
 
     def check_proposals(self, sp: "SelfPlay", t: TaskType, items: list) -> list[tuple[int, int, Job]]:
@@ -372,10 +375,12 @@ class _Rollout:
         return learn
 
     def score_solutions(self, sp: "SelfPlay", t: TaskType, items: list) -> None:
-        jobs = [self.solve[t][i] for i, _, _ in items]
-        responses = [sp._response(job, samples[0]) for job, (_, _, samples) in zip(jobs, items)]
-        for (i, _, _), response, accuracy in zip(items, responses, sp.accuracies(t, jobs, responses)):
-            self.solutions[t][i], self.accuracies[t][i] = response, accuracy
+        m = self.answers_per_task
+        slots = [i * m + j for i, _, samples in items for j in range(len(samples))]
+        jobs = [self.solve[t][i] for i, _, samples in items for _ in samples]
+        responses = [sp._response(job, s) for job, s in zip(jobs, (s for _, _, ss in items for s in ss))]
+        for slot, response, accuracy in zip(slots, responses, sp.accuracies(t, jobs, responses)):
+            self.solutions[t][slot], self.accuracies[t][slot] = response, accuracy
 
     def score_rollouts(self, sp: "SelfPlay", t: TaskType, items: list) -> None:
         """Learnability: the solve rate of each proposal's n rollouts."""

@@ -69,6 +69,8 @@ class AzrOptions:
                                    min=2)
     learnability_samples: int = option(8, "sampled solver rollouts per valid proposal to estimate "
                                           "learnability (n >= 2)", min=2)
+    solver_samples: int = option(1, "answers sampled and trained per solver task (reference: 1); more give the "
+                                    "solver group rewards that differ when a batch is small", min=1)
     seed_file: str | None = option(None, "jsonl seed triplets for deduction/abduction (reference format)")
     induction_seed_file: str | None = option(None, "jsonl seed records for induction")
     seed_size: int = option(256, "seed lines read from the seed files, or distinct seeds the seeding phase "

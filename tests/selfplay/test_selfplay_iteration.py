@@ -252,3 +252,34 @@ def test_learnability_prompts_have_their_own_budget(executor):
     assert len(policy.calls) == 2   # no learnability call
     propose = [e["reward"] for e in over.episodes if (e["task"], e["role"]) == ("abduction", "propose")]
     assert propose == [-0.5, -1.0] and len(buffers[ABDUCTION]) == 1
+
+
+class SecondAnswerWrong(ScriptedPolicy):
+    """Solver calls with n > 1: every answer after a deduction job's first is a wrong value."""
+
+    def generate(self, prompts, params):
+        out = super().generate(prompts, params)
+        k = {}
+        for j, s in enumerate(out):
+            k[s.prompt_index] = k.get(s.prompt_index, -1) + 1
+            if params.n > 1 and k[s.prompt_index] > 0 and "Work Out the Output" in bytes(prompts[s.prompt_index]).decode():
+                out[j] = sample(_answer("```output\n'wrong'\n```"), s.prompt_index)
+        return out
+
+
+def test_several_answers_per_solver_task(executor):
+    """azr.solver_samples=m: each solver task is answered m times in one request, and every answer
+    is scored and trained, job-major, in its group's TRR++."""
+    policy = SecondAnswerWrong()
+    result = make_selfplay(_config(**{"azr.solver_samples": 3}), ByteTokenizer(), policy, executor,
+                           SelfPlayBuffers.initial()).iteration(step=1)
+    solver_call = policy.calls[1]
+    assert solver_call[1].n == 3 and len(solver_call[0]) == 6
+    solve = [e for e in result.episodes if (e["task"], e["role"]) == ("deduction", "solve")]
+    # job 0: right, then two wrong values; job 1: no answer, then two wrong values.
+    assert [e["reward"] for e in solve] == [1.0, -0.5, -0.5, -1.0, -0.5, -0.5]
+    assert result.metrics["deduction/solve/accuracy"] == pytest.approx(1 / 6)
+    seqs = [s for s, e in zip(result.sequences, result.episodes) if (e["task"], e["role"]) == ("deduction", "solve")]
+    np.testing.assert_allclose([s.advantage for s in seqs],
+                               _np_trr([e["reward"] for e in solve], [len(s.response) for s in seqs]), rtol=1e-6)
+    assert len(result.sequences) == 3 * 2 + 3 * 6   # proposer groups of 2, solver groups of 2 x 3

@@ -151,6 +151,36 @@ def test_sigkill_then_resume_repeats_the_uninterrupted_run(uninterrupted, tiny_p
         np.testing.assert_allclose(resumed[path], value, rtol=0, atol=1e-6, err_msg=str(path))
 
 
+def test_ctrl_c_stops_after_the_iteration_with_a_checkpoint_and_resumes(uninterrupted, tiny_policy, tmp_path):
+    """The first SIGINT lets the running iteration finish and saves its checkpoint (here the only
+    one: no periodic checkpoints), exit status 130; --resume then repeats the uninterrupted run."""
+    config = write_run_config(tmp_path / "run.yaml", tiny_policy, tmp_path / "run", checkpoint_every=0)
+    proc = _train(config)
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    while not (metrics.is_file() and metrics.read_text().count("\n") >= 1):   # step 1 logged: inside step 2
+        assert proc.poll() is None, proc.communicate()[0][-4000:]
+        assert time.monotonic() < deadline, "step 1 did not finish in time"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
+    assert proc.returncode == 130, out[-4000:]
+    assert "SIGINT: stopped after step 2 of 3" in out
+    assert "stopped at step 2 of 3, with a checkpoint: --resume goes on from there" in out
+    assert [r["step"] for r in _metrics(tmp_path / "run")] == [1, 2]
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.isdigit()) == ["2"]
+
+    _finish(_train(config, "--resume"))
+    rows, reference = _metrics(tmp_path / "run"), _metrics(uninterrupted)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    same = {k: v for k, v in reference[2].items()
+            if not k.startswith("time/") and not k.endswith("time_s") and k != "update/compiled_shapes"}
+    assert {k: rows[2][k] for k in same} == pytest.approx(same, nan_ok=True)
+    resumed, straight = _params(tmp_path / "run", 3), _params(uninterrupted, 3)
+    for path, value in straight.items():
+        np.testing.assert_allclose(resumed[path], value, rtol=0, atol=1e-6, err_msg=str(path))
+
+
 def test_resume_refuses_a_config_that_changes_training(uninterrupted, tiny_policy, tmp_path):
     config = write_run_config(tmp_path / "run.yaml", tiny_policy, uninterrupted)
     proc = _train(config, "--resume", "optim.lr=0.5")
