@@ -374,20 +374,25 @@ class _Rollout:
                     learn.append((i, k, job))
         return learn
 
+    @staticmethod
+    def _scored(sp: "SelfPlay", t: TaskType, items: list, job_of) -> tuple[list[Response], list[float]]:
+        """Every sample of the completed requests `items` ((index, request id, samples)), parsed and
+        scored as an answer to `job_of(index)`, request-major."""
+        jobs = [job_of(i) for i, _, samples in items for _ in samples]
+        responses = [sp._response(job, s) for job, s in zip(jobs, (s for _, _, ss in items for s in ss))]
+        return responses, sp.accuracies(t, jobs, responses)
+
     def score_solutions(self, sp: "SelfPlay", t: TaskType, items: list) -> None:
+        responses, accuracies = self._scored(sp, t, items, lambda i: self.solve[t][i])
         m = self.answers_per_task
         slots = [i * m + j for i, _, samples in items for j in range(len(samples))]
-        jobs = [self.solve[t][i] for i, _, samples in items for _ in samples]
-        responses = [sp._response(job, s) for job, s in zip(jobs, (s for _, _, ss in items for s in ss))]
-        for slot, response, accuracy in zip(slots, responses, sp.accuracies(t, jobs, responses)):
+        for slot, response, accuracy in zip(slots, responses, accuracies):
             self.solutions[t][slot], self.accuracies[t][slot] = response, accuracy
 
     def score_rollouts(self, sp: "SelfPlay", t: TaskType, items: list) -> None:
         """Learnability: the solve rate of each proposal's n rollouts."""
         n = sp.azr.learnability_samples
-        jobs = [self.learn_jobs[(t, i)] for i, _, _ in items for _ in range(n)]
-        responses = [sp._response(job, sample) for job, sample in zip(jobs, (s for _, _, ss in items for s in ss))]
-        accuracies = sp.accuracies(t, jobs, responses)
+        responses, accuracies = self._scored(sp, t, items, lambda i: self.learn_jobs[(t, i)])
         for m, (i, _, _) in enumerate(items):
             self.rates[t][i] = solve_rate(accuracies[m * n:(m + 1) * n], n_samples=n)
         self.rollouts[t] += responses
