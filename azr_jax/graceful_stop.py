@@ -48,5 +48,9 @@ class GracefulStop:
                     self.signal_name)
 
     def requested(self) -> bool:
-        """Whether any process was asked to stop (a collective call in a multi-process run)."""
-        return any(allgather_json(self.signal_name is not None))
+        """Whether any process was asked to stop (a collective call in a multi-process run); a
+        process that got no signal itself takes the name of the first one another process got."""
+        names = [name for name in allgather_json(self.signal_name) if name is not None]
+        if names and self.signal_name is None:
+            self.signal_name = names[0]
+        return bool(names)

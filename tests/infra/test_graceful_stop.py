@@ -45,3 +45,13 @@ def test_outside_the_main_thread_nothing_is_installed():
     thread.start()
     thread.join()
     assert seen == {"handler": signal.getsignal(signal.SIGINT), "requested": False}
+
+
+def test_a_process_without_a_signal_stops_with_the_one_another_process_got(monkeypatch):
+    # What allgather_json returns on process 0 of two when only process 1 received SIGTERM.
+    monkeypatch.setattr("azr_jax.graceful_stop.allgather_json", lambda name: [name, "SIGTERM"])
+    with GracefulStop() as stop:
+        assert stop.requested() and stop.signal_name == "SIGTERM"
+    monkeypatch.setattr("azr_jax.graceful_stop.allgather_json", lambda name: [name, None])
+    with GracefulStop() as stop:
+        assert not stop.requested() and stop.signal_name is None
