@@ -127,7 +127,6 @@ class Trainer:
         self.train_step = TrainStep(self.model, make_optimizer(o, cfg.steps * self.updates_per_step), LossConfig(
             clip=ClipConfig(o.clip_low, o.clip_high, o.dual_clip), entropy_coef=o.entropy_coef,
             aggregation=o.loss_aggregation, logprob_chunk=o.logprob_chunk,
-            temperature=cfg.rollout.temperature or 1.0,
             # Several updates per rollout read the learner's log-probs, recomputed into the batch.
             old_logprobs="sampler" if self.updates_per_step > 1 else o.old_logprobs,
             kl_coef=o.kl_coef, kl_estimator=o.kl_estimator), self.mesh, reference=reference)

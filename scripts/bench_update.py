@@ -101,7 +101,7 @@ def padded(sequences, *, rows_per_micro_batch: int, pad_id: int, aggregation: st
         rows, k = len(chunk), len(chunk) * window  # the row windows laid end to end: one shard
         a = dict(tokens=np.full((rows, length), pad_id, np.int32), segment_ids=np.zeros((rows, length), np.int32),
                  positions=np.zeros((rows, length), np.int32), loss_index=np.zeros((1, k), np.int32),
-                 loss_mask=np.zeros((1, k), bool), old_logprobs=np.zeros((1, k), np.float32),
+                 temperatures=np.ones((1, k), np.float32), loss_mask=np.zeros((1, k), bool), old_logprobs=np.zeros((1, k), np.float32),
                  advantages=np.zeros((1, k), np.float32), weights=np.zeros((1, k), np.float32))
         for row, (i, s) in enumerate(chunk):
             p, n, r = len(s.prompt), len(s), len(s.response)
@@ -131,7 +131,7 @@ def time_update(model, cfg, batch, repeats: int) -> tuple[float, float, int]:
     o = cfg.optim
     step = TrainStep(model, make_optimizer(o, 1), LossConfig(
         clip=ClipConfig(o.clip_low, o.clip_high, o.dual_clip), entropy_coef=o.entropy_coef,
-        aggregation=o.loss_aggregation, logprob_chunk=o.logprob_chunk, temperature=cfg.rollout.temperature or 1.0,
+        aggregation=o.loss_aggregation, logprob_chunk=o.logprob_chunk,
         old_logprobs=o.old_logprobs))
     params = jax.tree.map(jnp.copy, nnx.split(model, nnx.Param)[1])
     opt_state = step.init_optimizer(params)

@@ -48,7 +48,7 @@ def main() -> None:
         jobs = {t: selfplay.proposer_jobs(t, rng) for t in tasks}
         start = time.perf_counter()
         flat = [j for t in tasks for j in jobs[t]]
-        responses = selfplay.sample(flat, n=1, seed=cfg.seed)
+        responses = selfplay.sample(flat, Role.PROPOSE, n=1, seed=cfg.seed)
         seconds = time.perf_counter() - start
         offset, rows = 0, []
         print(f"{cfg.model.path}, template {cfg.model.prompt_template}, temperature {cfg.rollout.temperature}, "

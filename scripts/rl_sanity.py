@@ -97,7 +97,7 @@ class Bench:
         print(f"seed {seed}: before  accuracy {before[0]:.3f}  format {before[1]:.3f}", flush=True)
         opts = OptimOptions(lr=a.lr, grad_clip=1.0, weight_decay=0.0)
         step = TrainStep(model, make_optimizer(opts, a.updates),
-                         LossConfig(entropy_coef=0.0, temperature=a.temperature), self.policy.mesh)
+                         LossConfig(entropy_coef=0.0), self.policy.mesh)
         opt_state = step.init_optimizer(params)
         rng = np.random.default_rng([seed, 1])
         pad = self.policy.tokenizer.pad_token_id or 0
@@ -114,7 +114,8 @@ class Bench:
             acc, fmt = self.score(executor, answered, [wrapped[s.prompt_index].opening for s in samples], samples)
             rewards = [solver_reward(format_ok=f, accuracy=x) for f, x in zip(fmt, acc)]
             advantages, _ = trr_advantages(rewards, [len(s.tokens) for s in samples], [0] * len(samples))
-            sequences = [TrainSequence(ids[s.prompt_index], s.tokens, np.asarray(s.logprobs, np.float32), float(adv))
+            sequences = [TrainSequence(ids[s.prompt_index], s.tokens, np.asarray(s.logprobs, np.float32), float(adv),
+                                       a.temperature)
                          for s, adv in zip(samples, advantages)]
             # Rows of one fixed length: the update compiles once, not once per new row length.
             batch = pack(sequences, group_size=len(sequences), tokens_per_device=a.micro_batch_tokens, pad_id=pad,

@@ -44,12 +44,15 @@ from azr_jax.typed_config import check_choice
 
 @dataclass(frozen=True)
 class TrainSequence:
-    """One trained sequence: token ids, the sampler's logprob of every response token, its advantage."""
+    """One trained sequence: token ids, the sampler's logprob of every response token, its advantage,
+    and the temperature its response was sampled at (the learner's log-probs use the same; 0, greedy,
+    means the logits as they are)."""
 
     prompt: Sequence[int]
     response: Sequence[int]
     logprobs: Sequence[float]
     advantage: float
+    temperature: float = 1.0
 
     def __len__(self) -> int:
         return len(self.prompt) + len(self.response)
@@ -64,6 +67,7 @@ class MicroBatch:
     positions: np.ndarray     # int32 [rows, length]: 0, 1, ... within each segment
     loss_index: np.ndarray    # int32 [shards, window]: a position that predicts a response token, as
                               # row_in_shard * length + position
+    temperatures: np.ndarray  # float32 [shards, window]: the temperature its sequence was sampled at
     loss_mask: np.ndarray     # bool [shards, window]: the column is a real response token
     old_logprobs: np.ndarray  # float32 [shards, window]: the sampler's logprob of that token
     advantages: np.ndarray    # float32 [shards, window]: its sequence's advantage
@@ -71,8 +75,8 @@ class MicroBatch:
     max_segment: int          # no segment is longer: how far back attention reads (static)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
-        return (self.tokens, self.segment_ids, self.positions, self.loss_index, self.loss_mask, self.old_logprobs,
-                self.advantages, self.weights)
+        return (self.tokens, self.segment_ids, self.positions, self.loss_index, self.temperatures, self.loss_mask,
+                self.old_logprobs, self.advantages, self.weights)
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -218,8 +222,8 @@ def _micro_batch(sequences, weights, shards: list[list[list[int]]], size: int, l
     segment_ids = np.zeros((size, length), np.int32)
     positions = np.zeros((size, length), np.int32)
     loss = {name: np.zeros((len(shards), window), dtype) for name, dtype in (
-        ("loss_index", np.int32), ("loss_mask", bool), ("old_logprobs", np.float32), ("advantages", np.float32),
-        ("weights", np.float32))}
+        ("loss_index", np.int32), ("temperatures", np.float32), ("loss_mask", bool), ("old_logprobs", np.float32),
+        ("advantages", np.float32), ("weights", np.float32))}
     per_shard = size // len(shards)
     for k, shard in enumerate(shards):
         column = 0
@@ -233,6 +237,7 @@ def _micro_batch(sequences, weights, shards: list[list[list[int]]], size: int, l
                 positions[r, at:at + n] = np.arange(n)
                 span = slice(column, column + n - p)
                 loss["loss_index"][k, span] = local * length + np.arange(at + p - 1, at + n - 1)
+                loss["temperatures"][k, span] = s.temperature
                 loss["loss_mask"][k, span] = True
                 loss["old_logprobs"][k, span] = s.logprobs
                 loss["advantages"][k, span] = s.advantage

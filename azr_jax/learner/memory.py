@@ -70,7 +70,7 @@ def update_memory(step: TrainStep, params, opt_state, shape: MicroBatchShape) ->
     # One micro-batch, stacked as the update's loop takes them.
     rows = [jax.ShapeDtypeStruct((1, shape.rows, shape.length), jnp.int32) for _ in range(3)]
     loss = [jax.ShapeDtypeStruct((1, shards, shape.window), dtype)
-            for dtype in (jnp.int32, bool, jnp.float32, jnp.float32, jnp.float32)]
+            for dtype in (jnp.int32, jnp.float32, bool, jnp.float32, jnp.float32, jnp.float32)]  # MicroBatch.arrays()
     grads = jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape, jnp.float32, sharding=p.sharding), params)
     terms = {k: jax.ShapeDtypeStruct((), jnp.float32) for k in TERMS}
     arrays = (*rows, *loss)

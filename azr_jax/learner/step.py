@@ -49,7 +49,6 @@ class LossConfig:
     entropy_coef: float = 0.0
     aggregation: str = "micro_token_mean"
     logprob_chunk: int = 256
-    temperature: float = 1.0  # logits are divided by the rollout temperature, as when sampling
     old_logprobs: str = "learner"
     kl_coef: float = 0.0  # weight of the KL-to-reference penalty (0: off, no reference pass)
     kl_estimator: str = "k3"
@@ -72,8 +71,9 @@ def kl_penalty(logp: jax.Array, ref_logp: jax.Array, estimator: str) -> jax.Arra
 
 
 def _response_logprobs(model: nnx.Module, max_segment: int, tokens, segment_ids, positions, loss_index,
-                       loss: LossConfig) -> tuple[jax.Array, jax.Array]:
-    """(logprob, entropy) [shards, window] of the response tokens at `loss_index`."""
+                       temperatures, loss: LossConfig) -> tuple[jax.Array, jax.Array]:
+    """(logprob, entropy) [shards, window] of the response tokens at `loss_index`, each at the
+    temperature its sequence was sampled at (logits divided by it, as when sampling)."""
     hidden, _ = model.hidden_states(tokens, positions, segment_ids=segment_ids, max_segment=max_segment)
     # Only the positions that predict a response token form vocabulary logits, gathered within
     # each shard of rows (one per device: no gather crosses devices).
@@ -81,13 +81,15 @@ def _response_logprobs(model: nnx.Module, max_segment: int, tokens, segment_ids,
     hidden = jnp.take_along_axis(hidden.reshape(shards, -1, hidden.shape[-1]), loss_index[..., None], axis=1)
     flat_tokens = tokens.reshape(shards, -1)
     targets = jnp.take_along_axis(flat_tokens, jnp.minimum(loss_index + 1, flat_tokens.shape[1] - 1), axis=1)
-    return token_logprobs(hidden, targets, model.logits, chunk=loss.logprob_chunk, temperature=loss.temperature)
+    return token_logprobs(hidden, targets, model.logits, chunk=loss.logprob_chunk, temperature=temperatures)
 
 
 def _micro_batch_terms(model: nnx.Module, reference: nnx.Module | None, max_segment: int, tokens, segment_ids,
-                       positions, loss_index, loss_mask, batch_logprobs, advantages, weights, loss: LossConfig):
+                       positions, loss_index, temperatures, loss_mask, batch_logprobs, advantages, weights,
+                       loss: LossConfig):
     """The micro-batch's weighted loss and its sums of diagnostics (see learner.batch for the arrays)."""
-    logp, entropy = _response_logprobs(model, max_segment, tokens, segment_ids, positions, loss_index, loss)
+    sequence = (tokens, segment_ids, positions, loss_index, temperatures)
+    logp, entropy = _response_logprobs(model, max_segment, *sequence, loss)
     old = jax.lax.stop_gradient(logp) if loss.old_logprobs == "learner" else batch_logprobs
     per_token, ratio, clipped = ppo_token_loss(logp, old, advantages, loss.clip)
     sampler_ratio = importance_ratio(jax.lax.stop_gradient(logp), batch_logprobs)
@@ -95,7 +97,7 @@ def _micro_batch_terms(model: nnx.Module, reference: nnx.Module | None, max_segm
     objective = pg - loss.entropy_coef * ent
     kl = jnp.zeros_like(logp)
     if loss.kl_coef:
-        ref_logp, _ = _response_logprobs(reference, max_segment, tokens, segment_ids, positions, loss_index, loss)
+        ref_logp, _ = _response_logprobs(reference, max_segment, *sequence, loss)
         kl = kl_penalty(logp, jax.lax.stop_gradient(ref_logp), loss.kl_estimator)
         objective = objective + loss.kl_coef * masked_sum(weights * kl, loss_mask)
     terms = {
@@ -159,9 +161,9 @@ class TrainStep:
 
         return jax.lax.fori_loop(0, count, one, (grads, terms))
 
-    def _logprobs(self, params, frozen, max_segment, tokens, segment_ids, positions, loss_index):
+    def _logprobs(self, params, frozen, max_segment, tokens, segment_ids, positions, loss_index, temperatures):
         return _response_logprobs(self._merge(params, frozen), max_segment, tokens, segment_ids, positions,
-                                  loss_index, self.loss)[0]
+                                  loss_index, temperatures, self.loss)[0]
 
     def with_learner_logprobs(self, params: nnx.State, batch: UpdateBatch) -> UpdateBatch:
         """The batch with the learner's log-probs of every response token under `params` as its
@@ -170,7 +172,7 @@ class TrainStep:
         with contextlib.nullcontext() if self.mesh is None else jax.set_mesh(self.mesh):
             for mb in batch.micro_batches:
                 arrays = self._stacked_arrays([mb])
-                logp = self._logprobs_jit(params, self.frozen, mb.max_segment, *(a[0] for a in arrays[:4]))
+                logp = self._logprobs_jit(params, self.frozen, mb.max_segment, *(a[0] for a in arrays[:5]))
                 out.append(dataclasses.replace(mb, old_logprobs=to_host(logp).astype(np.float32)))
         return dataclasses.replace(batch, micro_batches=tuple(out))
 

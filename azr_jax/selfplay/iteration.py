@@ -166,9 +166,14 @@ class SelfPlay:
 
     # -- sampling ---------------------------------------------------------------------------
 
-    def _params(self, *, n: int, seed: int) -> SamplingParams:
+    def temperature(self, role: Role) -> float:
+        """What `role`'s responses are sampled at (the solver's covers its learnability rollouts)."""
         r = self.rollout
-        return SamplingParams(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
+        return r.solver_temperature if role is Role.SOLVE and r.solver_temperature is not None else r.temperature
+
+    def _params(self, role: Role, *, n: int, seed: int) -> SamplingParams:
+        r = self.rollout
+        return SamplingParams(max_new_tokens=r.max_new_tokens, temperature=self.temperature(role), top_p=r.top_p,
                               top_k=r.top_k, n=n, seed=seed)
 
     def _response(self, job: Job, sample: Any) -> Response:
@@ -176,12 +181,12 @@ class SelfPlay:
         return Response(list(sample.tokens), np.asarray(sample.logprobs, np.float32), generation,
                         extract_answer(generation, require_tag=self.azr.reward.require_answer_tag))
 
-    def sample(self, jobs: Sequence[Job], *, n: int, seed: int) -> list[Response]:
-        """n responses per job, job-major, parsed for their answers."""
+    def sample(self, jobs: Sequence[Job], role: Role, *, n: int, seed: int) -> list[Response]:
+        """n responses per job in `role`, job-major, parsed for their answers."""
         if not jobs:
             return []
         log.info("sampling %d prompts x %d (longest prompt %d tokens)", len(jobs), n, max(len(j.ids) for j in jobs))
-        samples = self.policy.generate([j.ids for j in jobs], self._params(n=n, seed=seed))
+        samples = self.policy.generate([j.ids for j in jobs], self._params(role, n=n, seed=seed))
         return [self._response(jobs[s.prompt_index], s) for s in samples]
 
     def _sampling_seed(self, step: int, call: int) -> int:
@@ -213,11 +218,11 @@ class SelfPlay:
                  len(proposals), len(solutions), self.azr.solver_samples, n)
         with self.policy.stream() as stream:
             for k, (t, i) in enumerate(proposals):
-                stream.submit(propose[t][i].ids, self._params(n=1, seed=seeds[PROPOSAL]), request_id=k,
-                              tag=(PROPOSAL, t, i, k))
+                stream.submit(propose[t][i].ids, self._params(Role.PROPOSE, n=1, seed=seeds[PROPOSAL]),
+                              request_id=k, tag=(PROPOSAL, t, i, k))
             for k, (t, i) in enumerate(solutions):
-                stream.submit(solve[t][i].ids, self._params(n=self.azr.solver_samples, seed=seeds[SOLUTION]),
-                              request_id=k,
+                stream.submit(solve[t][i].ids, self._params(Role.SOLVE, n=self.azr.solver_samples,
+                                                               seed=seeds[SOLUTION]), request_id=k,
                               tag=(SOLUTION, t, i, k))
             while not stream.done:
                 completed: dict[tuple[int, TaskType], list] = defaultdict(list)
@@ -229,8 +234,8 @@ class SelfPlay:
                         with timer("validate_proposals"):
                             valid = out.check_proposals(self, t, items)
                         for i, k, job in valid:   # their learnability rollouts join the stream now
-                            stream.submit(job.ids, self._params(n=n, seed=seeds[ROLLOUT]), request_id=k,
-                                          tag=(ROLLOUT, t, i, k))
+                            stream.submit(job.ids, self._params(Role.SOLVE, n=n, seed=seeds[ROLLOUT]),
+                                          request_id=k, tag=(ROLLOUT, t, i, k))
                     elif kind == SOLUTION:
                         with timer("score_solutions"):
                             out.score_solutions(self, t, items)
@@ -327,7 +332,7 @@ class SelfPlay:
         for (task, role), s in stats.items():
             metrics[metric(task, role, "response_tokens_mean")] = s.num_tokens / max(s.num_sequences, 1)
             metrics[metric(task, role, "reward_std")] = s.std
-        sequences = [TrainSequence(e.job.ids, e.response.ids, e.response.logprobs, float(a))
+        sequences = [TrainSequence(e.job.ids, e.response.ids, e.response.logprobs, float(a), self.temperature(e.role))
                      for e, a in zip(trained, advantages)]
         records = [{"task": e.task.name, "role": e.role.value, "response": e.response.generation,
                     "prompt_tokens": len(e.job.ids), "response_tokens": len(e.response.ids), "reward": float(e.reward), "advantage": float(a),

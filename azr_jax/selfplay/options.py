@@ -28,6 +28,9 @@ class RolloutOptions:
               "-0.5, not admitted (reference max_prompt_length)", min=16)
     max_new_tokens: int = option(8096, "response length limit for every rollout", min=1)
     temperature: float = option(1.0, "sampling temperature of training rollouts (0 = greedy)", min=0.0)
+    solver_temperature: float | None = option(
+        None, "temperature of the solver's answers and learnability rollouts (null: rollout.temperature); "
+              "proposals and seeding use rollout.temperature", min=0.0)
     top_p: float = option(1.0, "nucleus sampling mass", greater_than=0.0, max=1.0)
     top_k: int = option(0, "top-k filter (0 = off)", min=0)
     max_batch: int = option(256, "decode slots: the most sequences decoded at once; finished ones are refilled "

@@ -33,7 +33,7 @@ from azr_jax.model.atomic_dir import write_atomic
 from azr_jax.selfplay.prompts import resample_within_budget
 from azr_jax.selfplay.records import (IDENTITY_INDUCTION_TASK, ZERO_TRIPLET, InductionTask, Triplet,
                                       read_induction_tasks, read_triplets, write_jsonl)
-from azr_jax.selfplay.task_types import ABDUCTION, DEDUCTION, INDUCTION
+from azr_jax.selfplay.task_types import ABDUCTION, DEDUCTION, INDUCTION, Role
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class Seeder:
         sampling_seed = int(rng.integers(2**31))
         if phase == "io":
             jobs = [job for t in (ABDUCTION, DEDUCTION) for job in self._io_jobs(t, state.io, rng)]
-            generations = [r.generation for r in sp.sample(jobs, n=1, seed=sampling_seed)]
+            generations = [r.generation for r in sp.sample(jobs, Role.PROPOSE, n=1, seed=sampling_seed)]
             # Both types parse and validate a program and an input the same way.
             checks = DEDUCTION.check_proposals(sp.executor, [()] * len(jobs), generations, [""] * len(jobs), sp.azr,
                                                seeding=True)
@@ -137,7 +137,7 @@ class Seeder:
                 if len(job.ids) <= sp.rollout.max_prompt_tokens:
                     programs.append(program)
                     jobs.append(job)
-            generations = [r.generation for r in sp.sample(jobs, n=1, seed=sampling_seed)]
+            generations = [r.generation for r in sp.sample(jobs, Role.PROPOSE, n=1, seed=sampling_seed)]
             checks = INDUCTION.check_proposals(sp.executor, [(p,) for p in programs], generations,
                                                [""] * len(programs), sp.azr)
             seeds, key = state.induction, _induction_key

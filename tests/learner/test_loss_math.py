@@ -32,6 +32,22 @@ def test_chunked_logprobs_match_full_logits(chunk, temperature):
     np.testing.assert_allclose(g, g_ref, atol=1e-4)
 
 
+def test_per_position_temperatures_divide_each_positions_logits():
+    """Packed rows mix sequences sampled at different temperatures (proposer and solver); 0
+    (greedy sampling, or padding) leaves the logits as they are."""
+    k1, k2, k3 = jax.random.split(jax.random.key(1), 3)
+    hidden = jax.random.normal(k1, (2, 7, 16))
+    w = jax.random.normal(k2, (16, 50))
+    targets = jax.random.randint(k3, (2, 7), 0, 50)
+    temps = jnp.asarray([[0.7] * 4 + [1.0] * 3, [1.3] * 5 + [0.0] * 2])
+    lp, ent = token_logprobs(hidden, targets, lambda h: h @ w, chunk=3, temperature=temps)
+    for t in (0.7, 1.0, 1.3):
+        ref_lp, ref_ent = _direct(hidden, targets, w, t)
+        at = np.asarray(temps == t) | (np.asarray(temps == 0.0) & (t == 1.0))
+        np.testing.assert_allclose(np.asarray(lp)[at], np.asarray(ref_lp)[at], atol=1e-5)
+        np.testing.assert_allclose(np.asarray(ent)[at], np.asarray(ref_ent)[at], atol=1e-5)
+
+
 def _np_ppo(logp, old, adv, low, high, dual):
     """docs/reference.md §8.3 written out in NumPy."""
     ratio = np.exp(np.clip(logp - old, -20, 20))

@@ -21,13 +21,15 @@ def _model(seed=0):
     return Transformer(ModelConfig.from_hf_dict(TINY), rngs=nnx.Rngs(seed))
 
 
-def _sequences(n, seed=0, perturb=0.3):
+def _sequences(n, seed=0, perturb=0.3, temperatures=(1.0,)):
+    """n random sequences, sampled at `temperatures` in turn (a self-play batch has one per role)."""
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n):
         p, r = int(rng.integers(3, 9)), int(rng.integers(2, 10))
         out.append(TrainSequence(prompt=rng.integers(0, 96, p).tolist(), response=rng.integers(0, 96, r).tolist(),
-                                 logprobs=(rng.normal(-4.5, perturb, r)).tolist(), advantage=float(rng.normal())))
+                                 logprobs=(rng.normal(-4.5, perturb, r)).tolist(), advantage=float(rng.normal()),
+                                 temperature=temperatures[i % len(temperatures)]))
     return out
 
 
@@ -48,12 +50,13 @@ def _direct_loss(model, seqs, loss: LossConfig, micro):
     tokens = np.zeros((len(seqs), length), np.int32)
     mask = np.zeros((len(seqs), length), np.float32)  # 1 where position t predicts a response token
     old = np.zeros((len(seqs), length), np.float32)
+    temperature = np.asarray([s.temperature or 1.0 for s in seqs], np.float32)[:, None, None]
     for i, s in enumerate(seqs):
         p, r = len(s.prompt), len(s.response)
         tokens[i, :p + r] = list(s.prompt) + list(s.response)
         mask[i, p - 1:p + r - 1] = 1.0
         old[i, p - 1:p + r - 1] = s.logprobs
-    logp_all = jax.nn.log_softmax(model(jnp.asarray(tokens)) / loss.temperature, -1)
+    logp_all = jax.nn.log_softmax(model(jnp.asarray(tokens)) / temperature, -1)
     nxt = np.roll(tokens, -1, axis=1)
     lp = jnp.take_along_axis(logp_all, jnp.asarray(nxt)[..., None], -1)[..., 0]
     ent = -jnp.sum(jnp.exp(logp_all) * logp_all, -1)
@@ -81,9 +84,9 @@ def _gradient(model, seqs, loss, batch):
 @pytest.mark.parametrize("aggregation,tokens,length", [("micro_token_mean", 24, 32), ("token_mean", 24, 32),
                                                        ("micro_token_mean", 256, None), ("token_mean", 256, 160)])
 def test_packed_update_is_minus_lr_times_the_gradient_of_the_padded_loss(aggregation, tokens, length):
-    seqs = _sequences(6)
+    seqs = _sequences(6, temperatures=(0.7, 1.0, 0.0))   # proposer, solver, greedy (logits as they are)
     loss = LossConfig(clip=ClipConfig(0.2, 0.28), entropy_coef=0.01, aggregation=aggregation, logprob_chunk=5,
-                      temperature=0.9, old_logprobs="sampler")
+                      old_logprobs="sampler")
     model = _model()
     graphdef, params = nnx.split(model, nnx.Param)
     expected = jax.jit(jax.grad(lambda p: _direct_loss(nnx.merge(graphdef, p), seqs, loss, 2)))(params)
@@ -144,11 +147,11 @@ def test_learner_old_logprobs_give_ratio_one_whatever_the_sampler_said():
     """Default: the old log-probs are the update's own with the gradient stopped, so sampler
     numerics (here off by up to ~1 nat) clip nothing, and the update is the reference's: the one
     the sampler's log-probs would give had they matched the learner exactly."""
-    seqs = _sequences(6, perturb=0.8)
-    learner, exact = LossConfig(temperature=0.9, logprob_chunk=5), LossConfig(temperature=0.9, logprob_chunk=5,
-                                                                           old_logprobs="sampler")
+    seqs = _sequences(6, perturb=0.8, temperatures=(0.9,))
+    learner, exact = LossConfig(logprob_chunk=5), LossConfig(logprob_chunk=5, old_logprobs="sampler")
     model = _model()
-    matched = [TrainSequence(s.prompt, s.response, _learner_logprobs(model, s, 0.9).tolist(), s.advantage) for s in seqs]
+    matched = [TrainSequence(s.prompt, s.response, _learner_logprobs(model, s, 0.9).tolist(), s.advantage, 0.9)
+               for s in seqs]
     _, params = nnx.split(model, nnx.Param)
     results = []
     for loss, batch in ((learner, seqs), (exact, matched), (exact, seqs)):

@@ -164,6 +164,7 @@ def test_one_iteration_with_known_rewards(executor):
         np.testing.assert_allclose([s.advantage for s in group], _np_trr(rewards, lengths), rtol=1e-6)
         assert all(s.response[-1] == EOS and len(s.logprobs) == len(s.response) for s in group)
     assert bytes(seqs[0].prompt).decode().endswith("Assistant: <think>")  # R1 template
+    assert {s.temperature for s in seqs} == {0.8}  # the learner's log-probs use the sampling temperature
 
     # One episode record per sequence, in the same order, with what decided its reward.
     episodes = result.episodes
@@ -193,6 +194,17 @@ def _learnability_tokens(policy):
     prompts, params = policy.calls[2]
     texts = [bytes(p).decode() for p in prompts]
     return sum(len(script(t, 0, k).encode()) + 1 for t in texts for k in range(params.n))
+
+
+def test_the_solver_can_sample_at_its_own_temperature(executor):
+    """rollout.solver_temperature: solver answers and learnability rollouts at it, proposals at
+    rollout.temperature; each trained sequence carries the temperature it was sampled at."""
+    cfg = _config(**{"rollout.solver_temperature": 1.1})
+    policy = ScriptedPolicy()
+    result = make_selfplay(cfg, ByteTokenizer(), policy, executor,
+                           SelfPlayBuffers.initial(max_programs=cfg.azr.max_programs)).iteration(step=1)
+    assert [(c[1].n, c[1].temperature) for c in policy.calls] == [(1, 0.8), (1, 1.1), (2, 1.1)]
+    assert [s.temperature for s in result.sequences] == [0.8, 0.8, 1.1, 1.1] * 3  # (propose, solve) per type
 
 
 def test_next_step_solves_the_new_tasks_first(executor):
