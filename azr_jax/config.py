@@ -54,10 +54,12 @@ class TrainConfig:
         if self.optim.micro_batch_size > self.azr.batch_size:
             raise ConfigError(f"optim.micro_batch_size ({self.optim.micro_batch_size}) must not exceed "
                               f"azr.batch_size ({self.azr.batch_size})")
-        if self.azr.batch_size % self.optim.micro_batch_size:
-            # Micro-batches must not straddle two (task, role) groups (docs/reference.md §8.2).
-            raise ConfigError(f"azr.batch_size ({self.azr.batch_size}) must be a multiple of "
-                              f"optim.micro_batch_size ({self.optim.micro_batch_size})")
+        # Micro-batches must not straddle two (task, role) groups (docs/reference.md §8.2).
+        for name in ("batch_size", "proposer_batch_size"):
+            size = getattr(self.azr, name)
+            if size is not None and size % self.optim.micro_batch_size:
+                raise ConfigError(f"azr.{name} ({size}) must be a multiple of "
+                                  f"optim.micro_batch_size ({self.optim.micro_batch_size})")
 
 
 def load_train_config(paths=(), overrides=()) -> TrainConfig:

@@ -139,10 +139,10 @@ class SelfPlay:
         return Job(prompt, encode(self.tokenizer, prompt.text), source)
 
     def proposer_jobs(self, task: TaskType, rng: np.random.Generator) -> list[Job]:
-        """`azr.batch_size` proposer prompts of `task`, references drawn from the current buffers
-        (re-drawn while over the prompt budget)."""
+        """`azr.proposer_batch_size` (default `azr.batch_size`) proposer prompts of `task`, references
+        drawn from the current buffers (re-drawn while over the prompt budget)."""
         jobs = []
-        for _ in range(self.azr.batch_size):
+        for _ in range(self.azr.proposer_batch_size or self.azr.batch_size):
             shown: list[tuple] = []
 
             def draw() -> Prompt:

@@ -72,6 +72,9 @@ class AzrOptions:
                                    min=2)
     learnability_samples: int = option(8, "sampled solver rollouts per valid proposal to estimate "
                                           "learnability (n >= 2)", min=2)
+    proposer_batch_size: int | None = option(
+        None, "proposer prompts per task type per iteration (null: azr.batch_size); more give a small model's rare "
+              "valid proposals, and so the proposer's gradient, more often", min=1)
     solver_samples: int = option(1, "answers sampled and trained per solver task (reference: 1); more give the "
                                     "solver group rewards that differ when a batch is small", min=1)
     seed_file: str | None = option(None, "jsonl seed triplets for deduction/abduction (reference format)")

@@ -53,6 +53,8 @@ def test_round_trip_through_yaml(tmp_path):
     ("steps=1.5", "steps: expected an integer, got 1.5"),
     ("progress=yes please", "progress: expected true/false, got 'yes please'"),
     ("azr.batch_size=30", "azr.batch_size (30) must be a multiple of optim.micro_batch_size (16)"),
+    ("azr.proposer_batch_size=24", "azr.proposer_batch_size (24) must be a multiple of optim.micro_batch_size (16)"),
+    ("rollout.solver_temperature=-1", "rollout.solver_temperature: must be >= 0.0, got -1"),
     ("optim=3", "optim: expected a mapping, got 3"),
     ("steps", "bad override 'steps': expected dotted.key=value"),
     ("steps.x=1", "steps: expected an integer, got {'x': 1}"),

@@ -207,6 +207,24 @@ def test_the_solver_can_sample_at_its_own_temperature(executor):
     assert [s.temperature for s in result.sequences] == [0.8, 0.8, 1.1, 1.1] * 3  # (propose, solve) per type
 
 
+def test_more_proposals_than_solver_tasks(executor):
+    """azr.proposer_batch_size: proposer groups of that many, solver groups of azr.batch_size,
+    each whitened on its own (TRR++)."""
+    policy = ScriptedPolicy()
+    result = make_selfplay(_config(**{"azr.proposer_batch_size": 4}), ByteTokenizer(), policy, executor,
+                           SelfPlayBuffers.initial()).iteration(step=1)
+    assert [len(c[0]) for c in policy.calls[:2]] == [12, 6]   # 4 proposals and 2 solver tasks per type
+    groups_seen = [(e["task"], e["role"]) for e in result.episodes]
+    assert [groups_seen.count(g) for g in dict.fromkeys(groups_seen)] == [4, 2] * 3
+    propose = [(s, e) for s, e in zip(result.sequences, result.episodes)
+               if (e["task"], e["role"]) == ("deduction", "propose")]
+    assert [e["reward"] for _, e in propose] == [0.5, -1.0, -1.0, -1.0]   # one valid (p = 1/2), three give up
+    assert result.metrics["deduction/propose/valid_rate"] == 0.25
+    np.testing.assert_allclose([s.advantage for s, _ in propose],
+                               _np_trr([e["reward"] for _, e in propose], [len(s.response) for s, _ in propose]),
+                               rtol=1e-6)
+
+
 def test_next_step_solves_the_new_tasks_first(executor):
     """max_new: step 2's solver batch is drawn from the entries inserted at step 1."""
     cfg = _config()
