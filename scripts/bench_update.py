@@ -90,7 +90,7 @@ def rollouts(n: int, prompts, draw, zero_rate, vocab: int, seed: int):
 def padded(sequences, *, rows_per_micro_batch: int, pad_id: int, aggregation: str, group_size: int):
     """The old layout, as an UpdateBatch: one sequence per row, right-padded to the bucket of the
     longest sequence; per row a loss window of the bucket of the longest response."""
-    from azr_jax.learner.batch import MicroBatch, UpdateBatch, length_bucket, loss_weights
+    from azr_jax.learner.batch import LOSS_COLUMNS, MicroBatch, UpdateBatch, length_bucket, loss_weights
 
     weights = loss_weights(sequences, group_size=group_size, aggregation=aggregation)
     length = length_bucket(max(len(s) for s in sequences))
@@ -100,9 +100,8 @@ def padded(sequences, *, rows_per_micro_batch: int, pad_id: int, aggregation: st
         chunk = list(enumerate(sequences))[start:start + rows_per_micro_batch]
         rows, k = len(chunk), len(chunk) * window  # the row windows laid end to end: one shard
         a = dict(tokens=np.full((rows, length), pad_id, np.int32), segment_ids=np.zeros((rows, length), np.int32),
-                 positions=np.zeros((rows, length), np.int32), loss_index=np.zeros((1, k), np.int32),
-                 temperatures=np.ones((1, k), np.float32), loss_mask=np.zeros((1, k), bool), old_logprobs=np.zeros((1, k), np.float32),
-                 advantages=np.zeros((1, k), np.float32), weights=np.zeros((1, k), np.float32))
+                 positions=np.zeros((rows, length), np.int32),
+                 **{name: np.zeros((1, k), dtype) for name, dtype in LOSS_COLUMNS})
         for row, (i, s) in enumerate(chunk):
             p, n, r = len(s.prompt), len(s), len(s.response)
             a["tokens"][row, :n] = list(s.prompt) + list(s.response)
@@ -110,6 +109,7 @@ def padded(sequences, *, rows_per_micro_batch: int, pad_id: int, aggregation: st
             a["positions"][row, :n] = np.arange(n)
             span = slice(row * window, row * window + r)
             a["loss_index"][0, span] = row * length + np.arange(p - 1, n - 1)
+            a["temperatures"][0, span] = s.temperature
             a["loss_mask"][0, span] = True
             a["old_logprobs"][0, span] = s.logprobs
             a["advantages"][0, span] = s.advantage

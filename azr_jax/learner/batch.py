@@ -58,6 +58,13 @@ class TrainSequence:
         return len(self.prompt) + len(self.response)
 
 
+# The per-token columns of a micro-batch ([shards, window] each), in `MicroBatch.arrays()` order
+# after the three row arrays; the first two and the row arrays are all that log-probs read.
+LOSS_COLUMNS = (("loss_index", np.int32), ("temperatures", np.float32), ("loss_mask", bool),
+                ("old_logprobs", np.float32), ("advantages", np.float32), ("weights", np.float32))
+LOGPROB_INPUTS = 5  # tokens, segment_ids, positions, loss_index, temperatures
+
+
 @dataclass(frozen=True)
 class MicroBatch:
     """Host arrays of one micro-batch of packed rows."""
@@ -75,8 +82,7 @@ class MicroBatch:
     max_segment: int          # no segment is longer: how far back attention reads (static)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
-        return (self.tokens, self.segment_ids, self.positions, self.loss_index, self.temperatures, self.loss_mask,
-                self.old_logprobs, self.advantages, self.weights)
+        return (self.tokens, self.segment_ids, self.positions, *(getattr(self, name) for name, _ in LOSS_COLUMNS))
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -221,9 +227,7 @@ def _micro_batch(sequences, weights, shards: list[list[list[int]]], size: int, l
     tokens = np.full((size, length), pad_id, np.int32)
     segment_ids = np.zeros((size, length), np.int32)
     positions = np.zeros((size, length), np.int32)
-    loss = {name: np.zeros((len(shards), window), dtype) for name, dtype in (
-        ("loss_index", np.int32), ("temperatures", np.float32), ("loss_mask", bool), ("old_logprobs", np.float32),
-        ("advantages", np.float32), ("weights", np.float32))}
+    loss = {name: np.zeros((len(shards), window), dtype) for name, dtype in LOSS_COLUMNS}
     per_shard = size // len(shards)
     for k, shard in enumerate(shards):
         column = 0

@@ -19,7 +19,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from azr_jax.device_memory import GiB, size
 from azr_jax.errors import ConfigError
-from azr_jax.learner.batch import length_bucket
+from azr_jax.learner.batch import LOSS_COLUMNS, length_bucket
 from azr_jax.learner.step import ROW_AXES, TERMS, TrainStep
 
 @dataclass(frozen=True)
@@ -69,8 +69,7 @@ def update_memory(step: TrainStep, params, opt_state, shape: MicroBatchShape) ->
         raise ValueError(f"{shape.rows} rows do not split over {shards} row devices")
     # One micro-batch, stacked as the update's loop takes them.
     rows = [jax.ShapeDtypeStruct((1, shape.rows, shape.length), jnp.int32) for _ in range(3)]
-    loss = [jax.ShapeDtypeStruct((1, shards, shape.window), dtype)
-            for dtype in (jnp.int32, jnp.float32, bool, jnp.float32, jnp.float32, jnp.float32)]  # MicroBatch.arrays()
+    loss = [jax.ShapeDtypeStruct((1, shards, shape.window), dtype) for _, dtype in LOSS_COLUMNS]
     grads = jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape, jnp.float32, sharding=p.sharding), params)
     terms = {k: jax.ShapeDtypeStruct((), jnp.float32) for k in TERMS}
     arrays = (*rows, *loss)

@@ -23,7 +23,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from azr_jax.distributed import to_host
-from azr_jax.learner.batch import MicroBatch, UpdateBatch
+from azr_jax.learner.batch import LOGPROB_INPUTS, MicroBatch, UpdateBatch
 from azr_jax.learner.logprobs import token_logprobs
 from azr_jax.learner.loss import ClipConfig, importance_ratio, masked_sum, ppo_token_loss
 from azr_jax.model.lora import split_trainable
@@ -172,7 +172,7 @@ class TrainStep:
         with contextlib.nullcontext() if self.mesh is None else jax.set_mesh(self.mesh):
             for mb in batch.micro_batches:
                 arrays = self._stacked_arrays([mb])
-                logp = self._logprobs_jit(params, self.frozen, mb.max_segment, *(a[0] for a in arrays[:5]))
+                logp = self._logprobs_jit(params, self.frozen, mb.max_segment, *(a[0] for a in arrays[:LOGPROB_INPUTS]))
                 out.append(dataclasses.replace(mb, old_logprobs=to_host(logp).astype(np.float32)))
         return dataclasses.replace(batch, micro_batches=tuple(out))
 
