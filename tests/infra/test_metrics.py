@@ -1,6 +1,8 @@
 import json
 import math
 
+import wandb
+
 from azr_jax.metrics import MetricsLogger, read_metrics
 
 
@@ -65,6 +67,9 @@ def test_weights_and_biases_in_offline_mode(tmp_path, monkeypatch):
     log.log(1, {"loss/wandb_marker": 0.125, "reward/mean": float("nan")})
     log.log(2, {"loss/wandb_marker": 0.375})
     log.close()
+    # run.finish() can return before W&B's service has flushed the run file; teardown waits for
+    # the service (the trainer gets this from W&B's exit hook).
+    wandb.teardown()
     run_id = (tmp_path / "wandb_run_id").read_text()
     [run_file] = (tmp_path / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb")
     data = run_file.read_bytes()
