@@ -46,11 +46,11 @@ class TrainConfig:
         if o.ppo_epochs * o.mini_batches > 1 and o.old_logprobs == "sampler":
             raise ConfigError("optim.old_logprobs=sampler applies to one update per rollout; with optim.ppo_epochs x "
                               "optim.mini_batches > 1 the learner recomputes them before the first update")
-        groups = len(self.azr.task_types) * (2 if self.azr.train_propose else 1)
-        micro_batches = groups * self.azr.batch_size // max(1, o.micro_batch_size)
+        sequences = self.azr.sequences_per_iteration
+        micro_batches = sequences // max(1, o.micro_batch_size)
         if o.mini_batches > micro_batches:
             raise ConfigError(f"optim.mini_batches ({o.mini_batches}) exceeds the logical micro-batches of an update "
-                              f"({micro_batches} = {groups} groups x azr.batch_size / optim.micro_batch_size)")
+                              f"({micro_batches} = {sequences} sequences / optim.micro_batch_size)")
         if self.optim.micro_batch_size > self.azr.batch_size:
             raise ConfigError(f"optim.micro_batch_size ({self.optim.micro_batch_size}) must not exceed "
                               f"azr.batch_size ({self.azr.batch_size})")

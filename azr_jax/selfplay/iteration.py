@@ -142,7 +142,7 @@ class SelfPlay:
         """`azr.proposer_batch_size` (default `azr.batch_size`) proposer prompts of `task`, references
         drawn from the current buffers (re-drawn while over the prompt budget)."""
         jobs = []
-        for _ in range(self.azr.proposer_batch_size or self.azr.batch_size):
+        for _ in range(self.azr.proposals_per_type):
             shown: list[tuple] = []
 
             def draw() -> Prompt:

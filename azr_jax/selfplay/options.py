@@ -112,6 +112,17 @@ class AzrOptions:
         if not is_module_list(self.banned_imports):
             raise ConfigError(f"azr.banned_imports: need (dotted) module names, got {list(self.banned_imports)}")
 
+    @property
+    def proposals_per_type(self) -> int:
+        """Proposer prompts per task type per iteration."""
+        return self.proposer_batch_size or self.batch_size
+
+    @property
+    def sequences_per_iteration(self) -> int:
+        """Sequences an update trains: each type's proposals (when trained) and solver answers."""
+        per_type = self.batch_size * self.solver_samples + (self.proposals_per_type if self.train_propose else 0)
+        return len(self.task_types) * per_type
+
     def resolved_task_types(self) -> list[task_types.TaskType]:
         """The trained types, in table (update) order."""
         return [t for t, role in task_types.groups(task_types.get(n) for n in self.task_types)

@@ -94,5 +94,11 @@ def test_config_refuses_what_several_updates_cannot_do():
     with pytest.raises(ConfigError, match="optim.old_logprobs=sampler applies to one update per rollout"):
         load_train_config(overrides=["optim.ppo_epochs=2", "optim.old_logprobs=sampler"])
     with pytest.raises(ConfigError, match=r"optim.mini_batches \(13\) exceeds the logical micro-batches of an update "
-                                          r"\(12 = 6 groups x azr.batch_size / optim.micro_batch_size\)"):
+                                          r"\(12 = 12 sequences / optim.micro_batch_size\)"):
         load_train_config(overrides=["optim.mini_batches=13", "azr.batch_size=2", "optim.micro_batch_size=1"])
+    # Every sequence counts: 3 types x (8 proposals + 2 solver tasks x 4 answers).
+    sized = ["azr.batch_size=2", "azr.proposer_batch_size=8", "azr.solver_samples=4", "optim.micro_batch_size=1"]
+    assert load_train_config(overrides=["optim.mini_batches=48", *sized]).optim.mini_batches == 48
+    with pytest.raises(ConfigError, match=r"optim.mini_batches \(49\) exceeds the logical micro-batches of an update "
+                                          r"\(48 = 48 sequences / optim.micro_batch_size\)"):
+        load_train_config(overrides=["optim.mini_batches=49", *sized])
