@@ -146,7 +146,7 @@ class Trainer:
     def _check_update_memory(self) -> None:
         """Refuse a config whose largest possible micro-batch cannot fit (learner/memory.py)."""
         r, o = self.cfg.rollout, self.cfg.optim
-        shape = worst_micro_batch(max_sequence=r.max_prompt_tokens + r.max_new_tokens, max_response=r.max_new_tokens,
+        shape = worst_micro_batch(max_sequence=r.max_prompt_tokens + r.max_new_tokens,
                                   tokens_per_device=o.micro_batch_tokens, row_devices=self.train_step.row_devices)
         limit = device_memory_bytes() if o.memory_gb is None else int(o.memory_gb * GiB)
         need = check_update_fits(self.train_step, self.params, self.opt_state, shape, memory_bytes=limit, hint=(

@@ -1,5 +1,5 @@
-"""Policy-gradient update: padded rows (one sequence per row, the old layout) vs packed rows, and
-packed with zero-advantage sequences skipped, on the update batches of AZR iterations.
+"""Policy-gradient update: padded rows (one sequence per row, the old layout) vs packed rows, with
+zero-advantage sequences skipped, and with shared prompts, on the update batches of AZR iterations.
 
     python scripts/bench_update.py [--sizes 12,64,384] [--layers N] [--samples RUN/samples.jsonl] [key=value ...]
 
@@ -13,11 +13,14 @@ overrides say otherwise); --layers keeps the model's widths with fewer layers, s
 batches finish in minutes on a CPU.
 
 Padded: rows right-padded to the bucket of the batch's longest sequence, optim.micro_batch_size
-rows per micro-batch. Packed: learner.batch.pack with optim.micro_batch_tokens per device. Skip
-is exact only at optim.entropy_coef 0 (the trainer skips only then); it is timed here with the
-configured loss either way, to show what it saves. Times are medians of --repeats updates after
+rows per micro-batch. Packed: learner.batch.pack with optim.micro_batch_tokens per device, each
+sequence its own segment. Skip: the same without the zero-advantage sequences; it is exact only
+at optim.entropy_coef 0 (the trainer skips only then) and timed here with the configured loss
+either way, to show what it saves. Shared: skip, with the azr.solver_samples answers to one
+solver task computing their prompt once (the trainer's layout). Times are medians of --repeats updates after
 one untimed call (compilation); compiled programs counts the distinct micro-batch shapes.
-The last line is `padding_fraction=<x> speedup_vs_padded=<y>` of packed vs padded at 64 sequences.
+The last line is `padding_fraction=<x> speedup_vs_padded=<y> shared_prompts_speedup_vs_skip=<z>`
+(packed vs padded, shared vs skip) at the last size, for the layouts timed (--layouts).
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 RESPONSE_DECILES = {"propose": [17, 64, 110, 191, 256, 256, 256, 256, 256, 256, 256],
                     "solve": [10, 30, 56, 68, 100, 120, 147, 180, 236, 256, 256]}
 ZERO_ADVANTAGE_RATE = 0.89
+LAYOUTS = ("padded", "packed", "skip", "shared")
 GROUPS = [(task, role) for task in ("abduction", "deduction", "induction") for role in ("propose", "solve")]
 
 
@@ -71,19 +75,23 @@ def response_model(samples: Path | None):
     return (lambda role, rng: int(rng.choice(lengths[role]))), zeros
 
 
-def rollouts(n: int, prompts, draw, zero_rate, vocab: int, seed: int):
-    """An update batch of n sequences, group after group (n/6 each, the first n % 6 one more)."""
+def rollouts(n: int, prompts, draw, zero_rate, vocab: int, seed: int, answers_per_task: int):
+    """An update batch of n sequences, group after group (n/6 each, the first n % 6 one more);
+    each solver prompt answered `answers_per_task` times in a row (azr.solver_samples), each
+    proposal from its own prompt."""
     from azr_jax.learner.batch import TrainSequence
 
     rng = np.random.default_rng(seed)
     out = []
     for k, g in enumerate(GROUPS):
         zero = rng.random() < zero_rate[g]  # all rewards of a group equal: every advantage exactly 0
-        for _ in range(n // len(GROUPS) + (k < n % len(GROUPS))):
-            p, r = int(rng.choice(prompts[g])), max(1, draw(g[1], rng))
+        repeats = answers_per_task if g[1] == "solve" else 1
+        for j in range(n // len(GROUPS) + (k < n % len(GROUPS))):
+            if j % repeats == 0:
+                prompt = rng.integers(0, vocab, int(rng.choice(prompts[g]))).tolist()
+            r = max(1, draw(g[1], rng))
             adv = 0.0 if zero else float(rng.normal())
-            out.append(TrainSequence(rng.integers(0, vocab, p).tolist(), rng.integers(0, vocab, r).tolist(),
-                                     rng.normal(-1.0, 0.5, r).tolist(), adv))
+            out.append(TrainSequence(prompt, rng.integers(0, vocab, r).tolist(), rng.normal(-1.0, 0.5, r).tolist(), adv))
     return out
 
 
@@ -100,7 +108,7 @@ def padded(sequences, *, rows_per_micro_batch: int, pad_id: int, aggregation: st
         chunk = list(enumerate(sequences))[start:start + rows_per_micro_batch]
         rows, k = len(chunk), len(chunk) * window  # the row windows laid end to end: one shard
         a = dict(tokens=np.full((rows, length), pad_id, np.int32), segment_ids=np.zeros((rows, length), np.int32),
-                 positions=np.zeros((rows, length), np.int32),
+                 branch_ids=np.zeros((rows, length), np.int32), positions=np.zeros((rows, length), np.int32),
                  **{name: np.zeros((1, k), dtype) for name, dtype in LOSS_COLUMNS})
         for row, (i, s) in enumerate(chunk):
             p, n, r = len(s.prompt), len(s), len(s.response)
@@ -109,6 +117,7 @@ def padded(sequences, *, rows_per_micro_batch: int, pad_id: int, aggregation: st
             a["positions"][row, :n] = np.arange(n)
             span = slice(row * window, row * window + r)
             a["loss_index"][0, span] = row * length + np.arange(p - 1, n - 1)
+            a["targets"][0, span] = s.response
             a["temperatures"][0, span] = s.temperature
             a["loss_mask"][0, span] = True
             a["old_logprobs"][0, span] = s.logprobs
@@ -153,6 +162,7 @@ def main() -> None:
     parser.add_argument("--samples", type=Path, default=None, help="a run's samples.jsonl for response lengths")
     parser.add_argument("--cruxeval", type=Path,
                         default=Path(__file__).resolve().parents[2] / "shared/data/cruxeval.jsonl")
+    parser.add_argument("--layouts", default=",".join(LAYOUTS), help="layouts to time, the first the speedups' base")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--memory-gb", type=float, default=None,
@@ -198,31 +208,42 @@ def main() -> None:
     from azr_jax.learner.step import LossConfig, TrainStep
 
     attention_length = TrainStep(model, make_optimizer(o, 1), LossConfig()).attention_length
-    last = None
+    chosen = args.layouts.split(",")
+    unknown = set(chosen) - set(LAYOUTS)
+    if unknown:
+        parser.error(f"unknown layouts {sorted(unknown)} (choose from {', '.join(LAYOUTS)})")
+    last = {}  # layout -> (padding fraction, update s) at the last size
     for n in (int(x) for x in args.sizes.split(",")):
-        seqs = rollouts(n, prompts, draw, zero_rate, model.config.vocab_size, args.seed)
+        seqs = rollouts(n, prompts, draw, zero_rate, model.config.vocab_size, args.seed, cfg.azr.solver_samples)
         real = sum(len(s) for s in seqs)
         layout = dict(group_size=o.micro_batch_size, tokens_per_device=o.micro_batch_tokens, pad_id=pad_id,
                       aggregation=o.loss_aggregation, attention_length=attention_length)
         layouts = {
-            "padded": padded(seqs, rows_per_micro_batch=o.micro_batch_size, pad_id=pad_id,
-                             aggregation=o.loss_aggregation, group_size=o.micro_batch_size),
-            "packed": pack(seqs, **layout),
-            "skip": pack(seqs, skip_zero_advantage=True, **layout),
+            "padded": lambda: padded(seqs, rows_per_micro_batch=o.micro_batch_size, pad_id=pad_id,
+                                     aggregation=o.loss_aggregation, group_size=o.micro_batch_size),
+            "packed": lambda: pack(seqs, share_prompts=False, **layout),
+            "skip": lambda: pack(seqs, skip_zero_advantage=True, share_prompts=False, **layout),
+            "shared": lambda: pack(seqs, skip_zero_advantage=True, **layout),
         }
-        base = None
-        for name, batch in layouts.items():
+        base, last = None, {}
+        for name in chosen:
+            batch = layouts[name]()
             compile_s, update_s, programs = time_update(model, cfg, batch, args.repeats)
             base = base or update_s
             print(f"{n:>5} {name:<8} {len(batch.micro_batches):>5} {batch.computed_positions:>9} "
                   f"{batch.padding_fraction:>7.1%} {real / update_s:>8.0f} {update_s:>9.2f} {compile_s:>9.2f} "
                   f"{programs:>8} {base / update_s:>6.2f}x", flush=True)
-            if n == 64 and name == "packed":
-                last = (batch.padding_fraction, base / update_s)
+            last[name] = (batch.padding_fraction, update_s, len(batch.micro_batches))
     if args.memory_gb is not None:
         print_longest_rows(model, cfg, args.memory_gb)
-    if last is not None:
-        print(f"padding_fraction={last[0]:.3f} speedup_vs_padded={last[1]:.2f}")
+    figures = []
+    if {"padded", "packed"} <= last.keys():
+        figures.append(f"padding_fraction={last['packed'][0]:.3f} speedup_vs_padded={last['padded'][1] / last['packed'][1]:.2f}")
+    if {"skip", "shared"} <= last.keys():
+        # with nothing to compute (every group's advantages 0) there is nothing to compare
+        figures.append(f"shared_prompts_speedup_vs_skip={last['skip'][1] / last['shared'][1]:.2f}" if last["skip"][2]
+                       else "shared_prompts_speedup_vs_skip=n/a")
+    print(" ".join(figures))
 
 
 def print_longest_rows(model, cfg, memory_gb: float) -> None:

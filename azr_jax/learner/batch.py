@@ -1,20 +1,26 @@
 """Packing rollouts into the micro-batches of one policy-gradient update.
 
-Rows are packed: several sequences (each its prompt followed by its response) share a row, each
-with its own segment id (1, 2, ... within the row; 0 is padding) and positions restarting at 0,
-so attention never crosses a segment and every token has the position the sampler gave it.
+Rows are packed: several segments share a row, each with its own segment id (1, 2, ... within
+the row; 0 is padding) and positions restarting at 0, so attention never crosses a segment and
+every token has the position the sampler gave it. A segment is one prompt followed by the
+responses to it that the batch trains (the solver's several answers to one task, proposals from
+one prompt): each response is a branch (branch ids 1, 2, ...; the prompt is branch 0) that sees
+the prompt and itself, so a prompt is computed once for all its responses, with the logits and
+gradients of computing each sequence alone. A prompt with more responses than fit a row is split
+over several segments.
 Rows are filled first-fit decreasing up to the row length: the bucket (of a geometric ladder),
 from the bucket of the longest sequence up to a few steps above it within the token budget,
 that costs least. Longer rows pack tighter, but a position's attention costs more the further
 back it reads (at most to the row start or the longest segment, model.attention.packed_attention),
 so a row of L tokens is costed L * (1 + L / attention_length), attention_length being the row
 length at which attention would cost what the rest of a layer does.
-Position t of a segment predicts its token t+1, so the loss covers a segment's positions
-[len(prompt)-1, len(prompt)+len(response)-1). The rows of a micro-batch are split into
-`row_devices` equal shards (one per device of the data x fsdp axes); `loss_index` lists, per
-shard, those positions as indices into the shard's rows laid end to end (padded to a bucketed
-count, one bucket for the micro-batches of one row count), and the update forms vocabulary
-logits there only.
+Response token t+1 is predicted at the position of its token t, its first token at the last
+position of its prompt (shared by the prompt's branches: one set of logits, each branch's own
+target). The rows of a micro-batch are split into `row_devices` equal shards (one per device of
+the data x fsdp axes); `loss_index` lists, per shard, those predicting positions as indices into
+the shard's rows laid end to end, and `targets` the tokens they predict (padded to a bucketed
+count, one bucket for the micro-batches of one row count); the update forms vocabulary logits
+there only.
 
 A micro-batch holds as many rows as `tokens_per_device` allows on each device (at least one);
 the last one takes the smallest power of two of rows that holds the rest, so the shapes of a
@@ -58,11 +64,13 @@ class TrainSequence:
         return len(self.prompt) + len(self.response)
 
 
-# The per-token columns of a micro-batch ([shards, window] each), in `MicroBatch.arrays()` order
-# after the three row arrays; the first two and the row arrays are all that log-probs read.
-LOSS_COLUMNS = (("loss_index", np.int32), ("temperatures", np.float32), ("loss_mask", bool),
-                ("old_logprobs", np.float32), ("advantages", np.float32), ("weights", np.float32))
-LOGPROB_INPUTS = 5  # tokens, segment_ids, positions, loss_index, temperatures
+# The row arrays ([rows, length] int32 each) and per-token columns ([shards, window] each) of a
+# micro-batch, in `MicroBatch.arrays()` order; log-probs read the row arrays and the first three columns.
+ROW_ARRAYS = ("tokens", "segment_ids", "branch_ids", "positions")
+LOSS_COLUMNS = (("loss_index", np.int32), ("targets", np.int32), ("temperatures", np.float32),
+                ("loss_mask", bool), ("old_logprobs", np.float32), ("advantages", np.float32),
+                ("weights", np.float32))
+LOGPROB_INPUTS = len(ROW_ARRAYS) + 3
 
 
 @dataclass(frozen=True)
@@ -70,10 +78,12 @@ class MicroBatch:
     """Host arrays of one micro-batch of packed rows."""
 
     tokens: np.ndarray        # int32 [rows, length]
-    segment_ids: np.ndarray   # int32 [rows, length]: 1, 2, ... per sequence of the row, 0 = padding
-    positions: np.ndarray     # int32 [rows, length]: 0, 1, ... within each segment
+    segment_ids: np.ndarray   # int32 [rows, length]: 1, 2, ... per segment (a prompt and its responses) of the row, 0 = padding
+    branch_ids: np.ndarray    # int32 [rows, length]: 0 the segment's prompt, 1, 2, ... each of its responses
+    positions: np.ndarray     # int32 [rows, length]: each token's position in its sequence
     loss_index: np.ndarray    # int32 [shards, window]: a position that predicts a response token, as
                               # row_in_shard * length + position
+    targets: np.ndarray       # int32 [shards, window]: the response token it predicts
     temperatures: np.ndarray  # float32 [shards, window]: the temperature its sequence was sampled at
     loss_mask: np.ndarray     # bool [shards, window]: the column is a real response token
     old_logprobs: np.ndarray  # float32 [shards, window]: the sampler's logprob of that token
@@ -82,7 +92,7 @@ class MicroBatch:
     max_segment: int          # no segment is longer: how far back attention reads (static)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
-        return (self.tokens, self.segment_ids, self.positions, *(getattr(self, name) for name, _ in LOSS_COLUMNS))
+        return tuple(getattr(self, name) for name in (*ROW_ARRAYS, *(name for name, _ in LOSS_COLUMNS)))
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -165,36 +175,63 @@ def _micro_batch_rows(num_rows: int, rows_per_device: int, row_devices: int) -> 
 ROW_LENGTH_STEPS = 4  # ladder steps above the longest sequence's bucket that a row may take
 
 
-def _row_length(lengths: Sequence[int], tokens_per_device: int, attention_length: float) -> int:
+def _segments(sequences: Sequence[TrainSequence], computed: Sequence[int], capacity: int,
+              share_prompts: bool) -> list[list[int]]:
+    """The computed sequences as segments: lists of sequences with one prompt (the same tokens),
+    each segment's prompt and responses at most `capacity` tokens (as many responses per
+    segment as fit, longest first). Without `share_prompts`, one sequence per segment."""
+    by_prompt: dict[tuple[int, ...], list[int]] = {}
+    for i in computed:
+        by_prompt.setdefault(tuple(sequences[i].prompt) if share_prompts else (i,), []).append(i)
+    segments = []
+    for members in by_prompt.values():
+        room = capacity - len(sequences[members[0]].prompt)
+        fits = _first_fit_decreasing([len(sequences[i].response) for i in members], room)
+        segments += [[members[j] for j in segment] for segment in fits]
+    return segments
+
+
+def _segment_length(sequences: Sequence[TrainSequence], segment: Sequence[int]) -> int:
+    return len(sequences[segment[0]].prompt) + sum(len(sequences[i].response) for i in segment)
+
+
+def _row_length(sequences: Sequence[TrainSequence], computed: Sequence[int], tokens_per_device: int,
+                attention_length: float, share_prompts: bool) -> int:
     """The ladder bucket for rows that costs least (the shortest on ties)."""
-    shortest = length_bucket(max(lengths))
+    shortest = length_bucket(max(len(sequences[i]) for i in computed))
     candidates = [shortest]
     while len(candidates) <= ROW_LENGTH_STEPS and length_bucket(candidates[-1] + 1) <= tokens_per_device:
         candidates.append(length_bucket(candidates[-1] + 1))
-    cost = lambda n: len(_first_fit_decreasing(lengths, n)) * n * (1 + n / attention_length)  # noqa: E731
+
+    def cost(n: int) -> float:
+        lengths = [_segment_length(sequences, seg) for seg in _segments(sequences, computed, n, share_prompts)]
+        return len(_first_fit_decreasing(lengths, n)) * n * (1 + n / attention_length)
+
     return min(candidates, key=lambda n: (cost(n), n))
 
 
 def pack(sequences: Sequence[TrainSequence], *, group_size: int, tokens_per_device: int, pad_id: int,
          aggregation: str = "micro_token_mean", row_devices: int = 1, skip_zero_advantage: bool = False,
-         attention_length: float = math.inf, length: int | None = None) -> UpdateBatch:
+         attention_length: float = math.inf, length: int | None = None, share_prompts: bool = True) -> UpdateBatch:
     """The micro-batches of an update of `sequences`, in packed rows of `length` tokens (default:
-    chosen as the module doc says). Rows are sharded over `row_devices` devices; a row longer
-    than `tokens_per_device` gets micro-batches of one row per device."""
+    chosen as the module doc says), the responses to one prompt sharing it unless `share_prompts`
+    is off. Rows are sharded over `row_devices` devices; a row longer than `tokens_per_device`
+    gets micro-batches of one row per device."""
     for i, s in enumerate(sequences):
         if len(s.prompt) == 0 or len(s.response) == 0 or len(s.logprobs) != len(s.response):
             raise ValueError(f"sequence {i}: needs a prompt, a response and one logprob per response token "
                              f"(got {len(s.prompt)}, {len(s.response)}, {len(s.logprobs)})")
     weights = loss_weights(sequences, group_size=group_size, aggregation=aggregation)
     computed = [i for i, s in enumerate(sequences) if not (skip_zero_advantage and s.advantage == 0.0)]
-    lengths = [len(sequences[i]) for i in computed]
-    longest = max(lengths, default=1)
+    longest = max((len(sequences[i]) for i in computed), default=1)
     if length is None:
-        length = _row_length(lengths, tokens_per_device, attention_length) if lengths else 1
+        length = _row_length(sequences, computed, tokens_per_device, attention_length, share_prompts) if computed else 1
     elif length < longest:
         raise ValueError(f"length {length} is shorter than the longest sequence ({longest} tokens)")
-    max_segment = min(length_bucket(longest), length)
-    rows = [[computed[j] for j in row] for row in _first_fit_decreasing(lengths, length)]
+    segments = _segments(sequences, computed, length, share_prompts)
+    lengths = [_segment_length(sequences, segment) for segment in segments]
+    max_segment = min(length_bucket(max(lengths, default=1)), length)
+    rows = [[segments[j] for j in row] for row in _first_fit_decreasing(lengths, length)]
     sizes = _micro_batch_rows(len(rows), max(1, tokens_per_device // length), row_devices)
     shards, start = [], 0  # rows of each shard of each micro-batch
     for size in sizes:
@@ -205,7 +242,8 @@ def pack(sequences: Sequence[TrainSequence], *, group_size: int, tokens_per_devi
     # shape run in one loop program.
     windows: dict[int, int] = {}
     for mb, size in zip(shards, sizes):
-        need = max(sum(len(sequences[i].response) for row in shard for i in row) for shard in mb)
+        need = max(sum(len(sequences[i].response) for row in shard for segment in row for i in segment)
+                   for shard in mb)
         windows[size] = max(windows.get(size, 0), min(length_bucket(need), size // row_devices * length))
     micro_batches = [_micro_batch(sequences, weights, mb, size, length, windows[size], pad_id, max_segment)
                      for mb, size in zip(shards, sizes)]
@@ -222,29 +260,38 @@ def split_mini_batches(sequences: Sequence[TrainSequence], count: int, *, group_
     return [[s for chunk in chunks[k::count] for s in chunk] for k in range(count)]
 
 
-def _micro_batch(sequences, weights, shards: list[list[list[int]]], size: int, length: int, window: int,
+def _micro_batch(sequences, weights, shards: list[list[list[list[int]]]], size: int, length: int, window: int,
                  pad_id: int, max_segment: int) -> MicroBatch:
-    tokens = np.full((size, length), pad_id, np.int32)
-    segment_ids = np.zeros((size, length), np.int32)
-    positions = np.zeros((size, length), np.int32)
+    rows = {name: np.zeros((size, length), np.int32) for name in ROW_ARRAYS}
+    rows["tokens"][:] = pad_id
     loss = {name: np.zeros((len(shards), window), dtype) for name, dtype in LOSS_COLUMNS}
     per_shard = size // len(shards)
     for k, shard in enumerate(shards):
         column = 0
         for local, row in enumerate(shard):
             r, at = k * per_shard + local, 0
-            for segment, i in enumerate(row, start=1):
-                s = sequences[i]
-                p, n = len(s.prompt), len(s)
-                tokens[r, at:at + n] = np.concatenate([np.asarray(s.prompt), np.asarray(s.response)])
-                segment_ids[r, at:at + n] = segment
-                positions[r, at:at + n] = np.arange(n)
-                span = slice(column, column + n - p)
-                loss["loss_index"][k, span] = local * length + np.arange(at + p - 1, at + n - 1)
-                loss["temperatures"][k, span] = s.temperature
-                loss["loss_mask"][k, span] = True
-                loss["old_logprobs"][k, span] = s.logprobs
-                loss["advantages"][k, span] = s.advantage
-                loss["weights"][k, span] = weights[i]
-                at, column = at + n, column + n - p
-    return MicroBatch(tokens=tokens, segment_ids=segment_ids, positions=positions, max_segment=max_segment, **loss)
+            for segment_id, segment in enumerate(row, start=1):
+                prompt = np.asarray(sequences[segment[0]].prompt)
+                p = len(prompt)
+                rows["tokens"][r, at:at + p] = prompt
+                rows["positions"][r, at:at + p] = np.arange(p)
+                rows["segment_ids"][r, at:at + p] = segment_id
+                last_prompt, at = at + p - 1, at + p
+                for branch, i in enumerate(segment, start=1):
+                    s = sequences[i]
+                    n = len(s.response)
+                    rows["tokens"][r, at:at + n] = s.response
+                    rows["positions"][r, at:at + n] = p + np.arange(n)
+                    rows["segment_ids"][r, at:at + n] = segment_id
+                    rows["branch_ids"][r, at:at + n] = branch
+                    # its first token is predicted at the prompt's last position, token t+1 at token t
+                    span = slice(column, column + n)
+                    loss["loss_index"][k, span] = local * length + np.concatenate([[last_prompt], at + np.arange(n - 1)])
+                    loss["targets"][k, span] = s.response
+                    loss["temperatures"][k, span] = s.temperature
+                    loss["loss_mask"][k, span] = True
+                    loss["old_logprobs"][k, span] = s.logprobs
+                    loss["advantages"][k, span] = s.advantage
+                    loss["weights"][k, span] = weights[i]
+                    at, column = at + n, column + n
+    return MicroBatch(**rows, max_segment=max_segment, **loss)

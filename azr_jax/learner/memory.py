@@ -19,7 +19,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from azr_jax.device_memory import GiB, size
 from azr_jax.errors import ConfigError
-from azr_jax.learner.batch import LOSS_COLUMNS, length_bucket
+from azr_jax.learner.batch import LOSS_COLUMNS, ROW_ARRAYS, length_bucket
 from azr_jax.learner.step import ROW_AXES, TERMS, TrainStep
 
 @dataclass(frozen=True)
@@ -42,13 +42,13 @@ class UpdateMemory:
         return self.resident + self.program
 
 
-def worst_micro_batch(*, max_sequence: int, max_response: int, tokens_per_device: int,
-                      row_devices: int) -> MicroBatchShape:
-    """The largest micro-batch that rollouts within these limits can make."""
+def worst_micro_batch(*, max_sequence: int, tokens_per_device: int, row_devices: int) -> MicroBatchShape:
+    """The largest micro-batch that rollouts within these limits can make: rows of the longest
+    sequence's bucket, every position but the prompts' first a loss position at most (responses
+    sharing their prompt), taken as all of them."""
     length = length_bucket(max_sequence)
     rows_per_device = max(1, tokens_per_device // length)
-    window = min(length_bucket(rows_per_device * max_response), rows_per_device * length)
-    return MicroBatchShape(rows_per_device * row_devices, length, window, length)
+    return MicroBatchShape(rows_per_device * row_devices, length, rows_per_device * length, length)
 
 
 def _per_device_bytes(tree) -> int:
@@ -68,7 +68,7 @@ def update_memory(step: TrainStep, params, opt_state, shape: MicroBatchShape) ->
     if shape.rows % shards:
         raise ValueError(f"{shape.rows} rows do not split over {shards} row devices")
     # One micro-batch, stacked as the update's loop takes them.
-    rows = [jax.ShapeDtypeStruct((1, shape.rows, shape.length), jnp.int32) for _ in range(3)]
+    rows = [jax.ShapeDtypeStruct((1, shape.rows, shape.length), jnp.int32) for _ in ROW_ARRAYS]
     loss = [jax.ShapeDtypeStruct((1, shards, shape.window), dtype) for _, dtype in LOSS_COLUMNS]
     grads = jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape, jnp.float32, sharding=p.sharding), params)
     terms = {k: jax.ShapeDtypeStruct((), jnp.float32) for k in TERMS}

@@ -70,25 +70,25 @@ def kl_penalty(logp: jax.Array, ref_logp: jax.Array, estimator: str) -> jax.Arra
     return jnp.exp(r) - r - 1.0
 
 
-def _response_logprobs(model: nnx.Module, max_segment: int, tokens, segment_ids, positions, loss_index,
-                       temperatures, loss: LossConfig) -> tuple[jax.Array, jax.Array]:
-    """(logprob, entropy) [shards, window] of the response tokens at `loss_index`, each at the
-    temperature its sequence was sampled at (logits divided by it, as when sampling)."""
-    hidden, _ = model.hidden_states(tokens, positions, segment_ids=segment_ids, max_segment=max_segment)
+def _response_logprobs(model: nnx.Module, max_segment: int, tokens, segment_ids, branch_ids, positions, loss_index,
+                       targets, temperatures, loss: LossConfig) -> tuple[jax.Array, jax.Array]:
+    """(logprob, entropy) [shards, window] of the response tokens `targets` predicted at
+    `loss_index`, each at the temperature its sequence was sampled at (logits divided by it, as
+    when sampling)."""
+    hidden, _ = model.hidden_states(tokens, positions, segment_ids=segment_ids, branch_ids=branch_ids,
+                                    max_segment=max_segment)
     # Only the positions that predict a response token form vocabulary logits, gathered within
     # each shard of rows (one per device: no gather crosses devices).
     shards = loss_index.shape[0]
     hidden = jnp.take_along_axis(hidden.reshape(shards, -1, hidden.shape[-1]), loss_index[..., None], axis=1)
-    flat_tokens = tokens.reshape(shards, -1)
-    targets = jnp.take_along_axis(flat_tokens, jnp.minimum(loss_index + 1, flat_tokens.shape[1] - 1), axis=1)
     return token_logprobs(hidden, targets, model.logits, chunk=loss.logprob_chunk, temperature=temperatures)
 
 
 def _micro_batch_terms(model: nnx.Module, reference: nnx.Module | None, max_segment: int, tokens, segment_ids,
-                       positions, loss_index, temperatures, loss_mask, batch_logprobs, advantages, weights,
-                       loss: LossConfig):
+                       branch_ids, positions, loss_index, targets, temperatures, loss_mask, batch_logprobs,
+                       advantages, weights, loss: LossConfig):
     """The micro-batch's weighted loss and its sums of diagnostics (see learner.batch for the arrays)."""
-    sequence = (tokens, segment_ids, positions, loss_index, temperatures)
+    sequence = (tokens, segment_ids, branch_ids, positions, loss_index, targets, temperatures)
     logp, entropy = _response_logprobs(model, max_segment, *sequence, loss)
     old = jax.lax.stop_gradient(logp) if loss.old_logprobs == "learner" else batch_logprobs
     per_token, ratio, clipped = ppo_token_loss(logp, old, advantages, loss.clip)
@@ -161,9 +161,8 @@ class TrainStep:
 
         return jax.lax.fori_loop(0, count, one, (grads, terms))
 
-    def _logprobs(self, params, frozen, max_segment, tokens, segment_ids, positions, loss_index, temperatures):
-        return _response_logprobs(self._merge(params, frozen), max_segment, tokens, segment_ids, positions,
-                                  loss_index, temperatures, self.loss)[0]
+    def _logprobs(self, params, frozen, max_segment, *logprob_inputs):
+        return _response_logprobs(self._merge(params, frozen), max_segment, *logprob_inputs, self.loss)[0]
 
     def with_learner_logprobs(self, params: nnx.State, batch: UpdateBatch) -> UpdateBatch:
         """The batch with the learner's log-probs of every response token under `params` as its

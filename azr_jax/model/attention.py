@@ -66,14 +66,19 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, scale: 
 
 
 def packed_attention(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, scale: float, *,
-                     max_segment: int, block: int) -> jax.Array:
+                     max_segment: int, block: int, branch_ids: jax.Array | None = None) -> jax.Array:
     """Causal attention within the segments of packed rows: query t sees key s iff s <= t and both
     carry the same segment id > 0 (segment_ids [B, T] int; 0 is padding, seen by no query).
 
+    With `branch_ids` [B, T] int, a segment is a shared prefix (branch 0) followed by branches
+    1, 2, ... that each continue it: a query then also needs its key on branch 0 or on its own
+    branch, so several continuations of one prompt are computed with the prompt once.
+
     q [B, T, H, Dh]; k, v [B, KVH, T, Dh]. Queries go `block` positions at a time (the last block
     may be shorter), each block reading only the keys it can see: none after it (causal) and none
-    more than `max_segment` - 1 before its first query (no segment is longer). Both bounds are
-    static, so the cost per token follows min(its position, max_segment), not the row length.
+    more than `max_segment` - 1 before its first query (no segment, all its branches included, is
+    longer). Both bounds are static, so the cost per token follows min(its position, max_segment),
+    not the row length.
     """
     t = segment_ids.shape[1]
     outs = []
@@ -83,6 +88,9 @@ def packed_attention(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.
         q_seg, k_seg = segment_ids[:, start:end], segment_ids[:, first:end]
         causal = jnp.arange(start, end)[:, None] >= jnp.arange(first, end)[None, :]
         mask = causal[None] & (q_seg[:, :, None] == k_seg[:, None, :]) & (k_seg[:, None, :] > 0)
+        if branch_ids is not None:
+            q_branch, k_branch = branch_ids[:, start:end, None], branch_ids[:, None, first:end]
+            mask &= (k_branch == 0) | (k_branch == q_branch)
         outs.append(attention(q[:, start:end], k[:, :, first:end], v[:, :, first:end], mask, scale))
     return jnp.concatenate(outs, axis=1)
 

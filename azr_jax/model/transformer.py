@@ -30,6 +30,7 @@ class Packing(NamedTuple):
     """What attention needs to know of packed rows (see attention.packed_attention)."""
 
     segment_ids: jax.Array  # int [B, T]
+    branch_ids: jax.Array | None  # int [B, T]: 0 a segment's shared prefix, 1, 2, ... its continuations
     max_segment: int  # static: no segment is longer
     block: int  # static: queries per block
 
@@ -108,7 +109,7 @@ class Attention(nnx.Module):
         v = heads_first(v)
         if isinstance(mask, Packing):
             out = packed_attention(q, k, v, mask.segment_ids, self.scale, max_segment=mask.max_segment,
-                                   block=mask.block)
+                                   block=mask.block, branch_ids=mask.branch_ids)
         elif cached is None:
             out = attention(q, k, v, mask, self.scale)
         else:
@@ -175,16 +176,18 @@ class Transformer(nnx.Module):
                         Embed(config.vocab_size, config.hidden_size, param_dtype=param_dtype, rngs=rngs))
 
     def hidden_states(self, tokens: jax.Array, positions: jax.Array, *, input_mask: jax.Array | None = None,
-                      segment_ids: jax.Array | None = None, max_segment: int | None = None,
-                      cache: KVCache | None = None, key_block: int = 512,
+                      segment_ids: jax.Array | None = None, branch_ids: jax.Array | None = None,
+                      max_segment: int | None = None, cache: KVCache | None = None, key_block: int = 512,
                       ragged: bool = False) -> tuple[jax.Array, KVCache | None]:
         """Final-norm hidden states [B, T, D] (compute dtype) of int32 tokens [B, T].
 
         `positions` [B, T] are each token's RoPE positions. Without a cache, query t sees key s
         iff s <= t and input_mask[b, s]; with `segment_ids` [B, T] instead (packed rows, no
         cache), iff s <= t and both carry the same segment id > 0 (0 marks padding), no segment
-        longer than the static `max_segment` (default T). Masked (pad) queries give finite values
-        that no other position sees.
+        longer than the static `max_segment` (default T); `branch_ids` [B, T] (optional) make a
+        segment a shared prefix (0) and its continuations (1, 2, ...), each seeing the prefix and
+        itself only (attention.packed_attention). Masked (pad) queries give finite values that no
+        other position sees.
 
         With a cache (see KVCache), the updated cache is returned as well. Into an empty cache,
         T tokens per row are a prefill (masked as without a cache) written at positions [0, T).
@@ -197,7 +200,9 @@ class Transformer(nnx.Module):
         if segment_ids is not None:
             if cache is not None or input_mask is not None:
                 raise ValueError("segment_ids replace input_mask and cannot be used with a cache")
-            mask = Packing(segment_ids, t if max_segment is None else max_segment, query_block(t))
+            mask = Packing(segment_ids, branch_ids, t if max_segment is None else max_segment, query_block(t))
+        elif branch_ids is not None:
+            raise ValueError("branch_ids divide the segments of segment_ids and need them")
         else:
             input_mask = jnp.ones((b, t), dtype=bool) if input_mask is None else input_mask
             mask = causal_mask(input_mask)

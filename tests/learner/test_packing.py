@@ -30,6 +30,8 @@ def test_two_sequences_share_a_row_with_their_own_segments_and_positions():
     np.testing.assert_array_equal(mb.positions[0, :10], [0, 1, 2, 3, 4, 0, 1, 2, 3, 4])
     # a's positions 2, 3 predict its tokens 4, 5; b's (row) positions 6, 7, 8 predict 22, 23, 24.
     np.testing.assert_array_equal(mb.loss_index[0, :5], [2, 3, 6, 7, 8])
+    np.testing.assert_array_equal(mb.targets[0, :5], [4, 5, 22, 23, 24])
+    np.testing.assert_array_equal(mb.branch_ids[0], [0, 0, 0, 1, 1, 0, 0, 1, 1, 1] + [0] * 6)
     np.testing.assert_array_equal(mb.loss_mask[0], [1] * 5 + [0] * 11)
     np.testing.assert_allclose(mb.old_logprobs[0, :5], [-0.1, -0.2, -0.1, -0.2, -0.3])
     np.testing.assert_array_equal(mb.advantages[0, :5], [2, 2, -1, -1, -1])
@@ -60,9 +62,67 @@ def test_a_packed_row_gives_each_sequence_its_own_logprobs(lengths, row):
         np.testing.assert_allclose(packed[where], alone, atol=2e-5, rtol=1e-5)
 
 
+def test_responses_to_one_prompt_share_one_copy_of_it():
+    prompt = [7, 8, 9]
+    seqs = [TrainSequence(prompt, [1, 2], [-0.1, -0.2], 1.0), TrainSequence([5, 6], [3], [-0.3], 2.0),
+            TrainSequence(prompt, [4, 5, 6], [-0.4, -0.5, -0.6], -1.0, temperature=0.5)]
+    batch = pack(seqs, group_size=1, tokens_per_device=64, pad_id=0, length=16)
+    (mb,) = batch.micro_batches
+    # the longer segment first: prompt 7 8 9, then its responses as branches, longest first; then 5 6 | 3
+    np.testing.assert_array_equal(mb.tokens[0, :11], [7, 8, 9, 4, 5, 6, 1, 2, 5, 6, 3])
+    np.testing.assert_array_equal(mb.segment_ids[0, :12], [1] * 8 + [2] * 3 + [0])
+    np.testing.assert_array_equal(mb.branch_ids[0, :11], [0, 0, 0, 1, 1, 1, 2, 2, 0, 0, 1])
+    np.testing.assert_array_equal(mb.positions[0, :11], [0, 1, 2, 3, 4, 5, 3, 4, 0, 1, 2])
+    # each response's first token is predicted at its prompt's last position (2, and 9 for 5 6)
+    np.testing.assert_array_equal(mb.loss_index[0, :6], [2, 3, 4, 2, 6, 9])
+    np.testing.assert_array_equal(mb.targets[0, :6], [4, 5, 6, 1, 2, 3])
+    np.testing.assert_allclose(mb.temperatures[0, :6], [0.5, 0.5, 0.5, 1, 1, 1])
+    np.testing.assert_array_equal(mb.advantages[0, :6], [-1, -1, -1, 1, 1, 2])
+    assert batch.num_tokens == 6 and batch.computed_positions == 16 and batch.padding_fraction == 5 / 16
+    apart = pack(seqs, group_size=1, tokens_per_device=64, pad_id=0, length=16, share_prompts=False)
+    assert int((apart.micro_batches[0].segment_ids > 0).sum()) == 14  # the prompt twice
+
+
+def test_a_prompt_with_more_responses_than_a_row_holds_is_split_over_segments():
+    prompt = list(range(1, 41))
+    seqs = [TrainSequence(prompt, [50 + i] * 20, [-1.0] * 20, 1.0) for i in range(4)]
+    batch = pack(seqs, group_size=1, tokens_per_device=64, pad_id=0, length=64)  # 40 + 20 per row
+    assert [mb.tokens.shape for mb in batch.micro_batches] == [(1, 64)] * 4
+    batch = pack(seqs, group_size=1, tokens_per_device=128, pad_id=0, length=128)  # 40 + 4 x 20 = 120 in one row
+    (mb,) = batch.micro_batches
+    assert mb.tokens.shape == (1, 128) and mb.max_segment == 128 and int(mb.branch_ids.max()) == 4
+
+
+@pytest.mark.parametrize("lengths,row", [(((6, (5, 3, 7)), (4, (9,)), (11, (2, 2))), 64),
+                                        # 4 query blocks of 128; attention reads back 256 positions at most
+                                        (((60, (60, 30, 20)), (50, (40,)), (100, (20, 10)), (30, (70, 5))), 512)])
+def test_branches_of_a_shared_prompt_get_the_logprobs_of_each_sequence_alone(lengths, row):
+    model = Transformer(ModelConfig.from_hf_dict(TINY), rngs=nnx.Rngs(0))
+    rng = np.random.default_rng(1)
+    seqs = []
+    for p, responses in lengths:
+        prompt = rng.integers(1, 96, p).tolist()
+        # each sequence's advantage names it: its columns of the loss window are where that advantage is
+        seqs += [TrainSequence(prompt, rng.integers(1, 96, r).tolist(), [0.0] * r, float(len(seqs) + k + 1))
+                 for k, r in enumerate(responses)]
+    batch = pack(seqs, group_size=1, tokens_per_device=1024, pad_id=0, length=row)
+    (mb,) = batch.micro_batches
+    assert mb.tokens.shape[0] == 1 and int(mb.segment_ids.max()) == len(lengths)  # one row, a segment per prompt
+    hidden, _ = model.hidden_states(jnp.asarray(mb.tokens), jnp.asarray(mb.positions), segment_ids=jnp.asarray(
+        mb.segment_ids), branch_ids=jnp.asarray(mb.branch_ids), max_segment=mb.max_segment)
+    packed = jax.nn.log_softmax(model.logits(hidden)[0], -1)
+    picked = packed[mb.loss_index[0], mb.targets[0]]
+    for s in seqs:
+        alone = jax.nn.log_softmax(model(jnp.asarray([list(s.prompt) + list(s.response)]))[0], -1)
+        columns = mb.loss_mask[0] & (mb.advantages[0] == s.advantage)
+        np.testing.assert_array_equal(mb.targets[0][columns], s.response)
+        np.testing.assert_allclose(picked[columns], alone[np.arange(len(s.prompt) - 1, len(s) - 1), s.response],
+                                   atol=2e-5, rtol=1e-5)
+
+
 def test_the_row_length_is_the_bucket_that_computes_fewest_positions():
     # Sequences of 580 tokens: rows of 768 (their bucket) hold one each, rows of 1216 two.
-    seqs = [_seq(500, 80) for _ in range(4)]
+    seqs = [_seq(500, 80, start=k) for k in range(4)]  # four prompts
     batch = pack(seqs, group_size=1, tokens_per_device=4096, pad_id=0)
     assert {mb.shape[1] for mb in batch.micro_batches} == {1216}
     assert batch.computed_positions == 2 * 1216 and batch.padding_fraction == pytest.approx(1 - 2320 / 2432)
@@ -86,7 +146,7 @@ def test_rows_fill_first_fit_decreasing_and_micro_batches_follow_the_token_budge
 
 
 def test_the_rest_of_the_rows_goes_in_micro_batches_of_powers_of_two_rows_per_device():
-    seqs = [_seq(30, 2) for _ in range(11)]  # one per 32-token row
+    seqs = [_seq(30, 2, start=k) for k in range(11)]  # one per 32-token row
     batch = pack(seqs, group_size=1, tokens_per_device=8 * 32, pad_id=0, length=32, row_devices=2)
     # 8 rows per device per micro-batch: 11 rows are 6 per device, in micro-batches of 4 and 2.
     assert [mb.tokens.shape[0] for mb in batch.micro_batches] == [8, 4]

@@ -104,6 +104,26 @@ def test_packed_update_is_minus_lr_times_the_gradient_of_the_padded_loss(aggrega
     assert metrics["update/compiled_shapes"] == len(shapes) == len(step.compiled_shapes)
 
 
+@pytest.mark.parametrize("tokens,length", [(32, 32), (256, None)])
+def test_responses_sharing_their_prompt_give_the_gradient_of_each_sequence_alone(tokens, length):
+    """Answers to one prompt (at their own temperatures) computed with one copy of it: the
+    gradient of the padded loss, whether the prompt's responses share a row or are split."""
+    seqs = _sequences(8, seed=4, temperatures=(0.85, 1.0))
+    seqs = [TrainSequence(seqs[i - i % 4].prompt, s.response, s.logprobs, s.advantage, s.temperature)
+            for i, s in enumerate(seqs)]  # two prompts, four answers each
+    loss = LossConfig(clip=ClipConfig(0.2, 0.28), entropy_coef=0.01, logprob_chunk=4, old_logprobs="sampler")
+    model = _model()
+    graphdef, params = nnx.split(model, nnx.Param)
+    expected = jax.jit(jax.grad(lambda p: _direct_loss(nnx.merge(graphdef, p), seqs, loss, 2)))(params)
+    batch = _pack(seqs, tokens_per_device=tokens, length=length)
+    assert max(int(mb.branch_ids.max()) for mb in batch.micro_batches) > 1  # some prompt computed once for several
+    got, metrics, _ = _gradient(model, seqs, loss, batch)
+    assert _rel_error(got, expected) < 1e-5
+    assert metrics["loss/tokens"] == sum(len(s.response) for s in seqs)
+    real = sum(int((mb.segment_ids > 0).sum()) for mb in batch.micro_batches)
+    assert real < sum(len(s) for s in seqs)  # fewer tokens computed than the sequences hold
+
+
 @pytest.mark.parametrize("aggregation", ["micro_token_mean", "token_mean"])
 def test_skipping_zero_advantages_gives_the_same_gradient(aggregation):
     """Without an entropy bonus, sequences of advantage exactly 0 are left out of the rows and

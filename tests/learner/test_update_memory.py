@@ -58,10 +58,11 @@ def test_longest_row_is_the_longest_ladder_length_that_fits():
 
 
 def test_the_worst_micro_batch_and_the_refusal_message():
-    shape = worst_micro_batch(max_sequence=1000, max_response=200, tokens_per_device=4096, row_devices=2)
-    assert shape == MicroBatchShape(rows=6, length=1216, window=768, max_segment=1216)
+    shape = worst_micro_batch(max_sequence=1000, tokens_per_device=4096, row_devices=2)
+    # 3 rows of 1216 per device, every position a loss position at most (responses sharing a prompt)
+    assert shape == MicroBatchShape(rows=6, length=1216, window=3 * 1216, max_segment=1216)
     # a row longer than the budget: one per device
-    assert worst_micro_batch(max_sequence=5000, max_response=200, tokens_per_device=4096, row_devices=1).rows == 1
+    assert worst_micro_batch(max_sequence=5000, tokens_per_device=4096, row_devices=1).rows == 1
     step, params, opt_state = _step()
     shape = MicroBatchShape(1, 256, 128, 256)
     need = check_update_fits(step, params, opt_state, shape, memory_bytes=None, hint="x")
