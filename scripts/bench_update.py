@@ -225,7 +225,7 @@ def main() -> None:
             "skip": lambda: pack(seqs, skip_zero_advantage=True, share_prompts=False, **layout),
             "shared": lambda: pack(seqs, skip_zero_advantage=True, **layout),
         }
-        base, last = None, {}
+        base = None
         for name in chosen:
             batch = layouts[name]()
             compile_s, update_s, programs = time_update(model, cfg, batch, args.repeats)

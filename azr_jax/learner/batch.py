@@ -175,16 +175,21 @@ def _micro_batch_rows(num_rows: int, rows_per_device: int, row_devices: int) -> 
 ROW_LENGTH_STEPS = 4  # ladder steps above the longest sequence's bucket that a row may take
 
 
-def _segments(sequences: Sequence[TrainSequence], computed: Sequence[int], capacity: int,
-              share_prompts: bool) -> list[list[int]]:
-    """The computed sequences as segments: lists of sequences with one prompt (the same tokens),
-    each segment's prompt and responses at most `capacity` tokens (as many responses per
-    segment as fit, longest first). Without `share_prompts`, one sequence per segment."""
+def _prompt_groups(sequences: Sequence[TrainSequence], computed: Sequence[int], share_prompts: bool) -> list[list[int]]:
+    """The computed sequences grouped by prompt (the same tokens); without `share_prompts`, one each."""
+    if not share_prompts:
+        return [[i] for i in computed]
     by_prompt: dict[tuple[int, ...], list[int]] = {}
     for i in computed:
-        by_prompt.setdefault(tuple(sequences[i].prompt) if share_prompts else (i,), []).append(i)
+        by_prompt.setdefault(tuple(sequences[i].prompt), []).append(i)
+    return list(by_prompt.values())
+
+
+def _segments(sequences: Sequence[TrainSequence], groups: Sequence[Sequence[int]], capacity: int) -> list[list[int]]:
+    """Each prompt group as segments of its prompt and as many of its responses as `capacity`
+    tokens hold (first-fit decreasing)."""
     segments = []
-    for members in by_prompt.values():
+    for members in groups:
         room = capacity - len(sequences[members[0]].prompt)
         fits = _first_fit_decreasing([len(sequences[i].response) for i in members], room)
         segments += [[members[j] for j in segment] for segment in fits]
@@ -195,16 +200,15 @@ def _segment_length(sequences: Sequence[TrainSequence], segment: Sequence[int]) 
     return len(sequences[segment[0]].prompt) + sum(len(sequences[i].response) for i in segment)
 
 
-def _row_length(sequences: Sequence[TrainSequence], computed: Sequence[int], tokens_per_device: int,
-                attention_length: float, share_prompts: bool) -> int:
+def _row_length(sequences: Sequence[TrainSequence], groups: Sequence[Sequence[int]], longest: int,
+                tokens_per_device: int, attention_length: float) -> int:
     """The ladder bucket for rows that costs least (the shortest on ties)."""
-    shortest = length_bucket(max(len(sequences[i]) for i in computed))
-    candidates = [shortest]
+    candidates = [length_bucket(longest)]
     while len(candidates) <= ROW_LENGTH_STEPS and length_bucket(candidates[-1] + 1) <= tokens_per_device:
         candidates.append(length_bucket(candidates[-1] + 1))
 
     def cost(n: int) -> float:
-        lengths = [_segment_length(sequences, seg) for seg in _segments(sequences, computed, n, share_prompts)]
+        lengths = [_segment_length(sequences, segment) for segment in _segments(sequences, groups, n)]
         return len(_first_fit_decreasing(lengths, n)) * n * (1 + n / attention_length)
 
     return min(candidates, key=lambda n: (cost(n), n))
@@ -223,12 +227,13 @@ def pack(sequences: Sequence[TrainSequence], *, group_size: int, tokens_per_devi
                              f"(got {len(s.prompt)}, {len(s.response)}, {len(s.logprobs)})")
     weights = loss_weights(sequences, group_size=group_size, aggregation=aggregation)
     computed = [i for i, s in enumerate(sequences) if not (skip_zero_advantage and s.advantage == 0.0)]
+    groups = _prompt_groups(sequences, computed, share_prompts)
     longest = max((len(sequences[i]) for i in computed), default=1)
     if length is None:
-        length = _row_length(sequences, computed, tokens_per_device, attention_length, share_prompts) if computed else 1
+        length = _row_length(sequences, groups, longest, tokens_per_device, attention_length) if computed else 1
     elif length < longest:
         raise ValueError(f"length {length} is shorter than the longest sequence ({longest} tokens)")
-    segments = _segments(sequences, computed, length, share_prompts)
+    segments = _segments(sequences, groups, length)
     lengths = [_segment_length(sequences, segment) for segment in segments]
     max_segment = min(length_bucket(max(lengths, default=1)), length)
     rows = [[segments[j] for j in row] for row in _first_fit_decreasing(lengths, length)]
